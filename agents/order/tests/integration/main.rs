@@ -1,0 +1,160 @@
+//! The order agent against the in-memory shop store: the contract suite and the policy flows.
+
+use std::sync::Arc;
+
+use fenliu_agent::test_utils::{AgentHarness, assert_agent_conformance};
+use fenliu_agent::{
+    AgentContext, AgentReply, Channel, CustomerRef, CustomerTier, DynAgent, Language, Route,
+    RouteDecision,
+};
+use fenliu_agent_order::{OrderAgent, OrderSlots};
+use fenliu_tool::ToolSet;
+use fenliu_tools_commerce::test_utils::{MemoryShopStore, fixture_shop};
+use fenliu_tools_commerce::tools::order_tools;
+use fenliu_tools_commerce::{DynOrderStore, OrderStatus};
+
+async fn setup() -> (Arc<MemoryShopStore>, ToolSet) {
+    let store = Arc::new(MemoryShopStore::new());
+    store.import(&fixture_shop()).await.unwrap();
+    let tools = ToolSet::new(order_tools(store.clone() as Arc<dyn DynOrderStore>)).unwrap();
+    (store, tools)
+}
+
+fn customer(id: &str) -> CustomerRef {
+    CustomerRef { id: id.into(), name: id.into(), tier: CustomerTier::Regular, language: Language::En }
+}
+
+fn decision() -> RouteDecision {
+    RouteDecision {
+        route: Route::ORDER,
+        confidence: 0.9,
+        stage: "test".into(),
+        alternatives: vec![],
+        reason: String::new(),
+    }
+}
+
+/// Runs one turn; returns the reply, the new slots and the names of the tools called.
+async fn turn(
+    tools: &ToolSet,
+    who: &str,
+    message: &str,
+    slots: serde_json::Value,
+) -> (AgentReply, serde_json::Value, Vec<String>) {
+    let agent = OrderAgent::new();
+    let customer = customer(who);
+    let d = decision();
+    let restricted = tools.restrict(&DynAgent::descriptor(&agent).tools).unwrap();
+    let ctx = AgentContext::new(
+        "t",
+        "c1",
+        &customer,
+        Channel::Web,
+        Language::detect(message),
+        message,
+        &[],
+        &d,
+        None,
+        restricted,
+    );
+    let (reply, slots) = DynAgent::handle(&agent, &ctx, slots).await.unwrap();
+    let calls = ctx.into_tool_calls().into_iter().map(|c| c.name).collect();
+    (reply, slots, calls)
+}
+
+#[tokio::test]
+async fn order_agent_conforms() {
+    let (_, tools) = setup().await;
+    let harness = AgentHarness {
+        tools,
+        customer: customer("alice"),
+        forbidden_in_replies: vec!["gift_card_bob".into(), "bob@example.com".into(), "Bob".into()],
+        foreign_ids: vec!["#W2000001".into()],
+    };
+    assert_agent_conformance(&OrderAgent::new(), &harness).await;
+}
+
+#[tokio::test]
+async fn status_with_real_order_data() {
+    let (_, tools) = setup().await;
+    let (reply, _, calls) = turn(&tools, "alice", "Where is my order W1000003?", serde_json::Value::Null).await;
+    let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
+    assert!(text.contains("#W1000003") && text.contains("shipped") && text.contains("UPS TRK5"), "{text}");
+    assert_eq!(calls, ["get_order"]);
+}
+
+#[tokio::test]
+async fn order_id_in_a_second_turn() {
+    let (_, tools) = setup().await;
+    let (reply, slots, calls) = turn(&tools, "alice", "where is my package?", serde_json::Value::Null).await;
+    let AgentReply::AskSlot { slot, text } = reply else { panic!("{reply:?}") };
+    assert_eq!(slot, "order_id");
+    assert!(text.contains("#W1000004"), "recent orders offered: {text}");
+    assert_eq!(calls, ["list_orders"]);
+    let (reply, _, _) = turn(&tools, "alice", "it's W1000002", slots).await;
+    let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
+    assert!(text.contains("delivered"), "{text}");
+}
+
+#[tokio::test]
+async fn another_customers_order_is_refused_without_data() {
+    let (_, tools) = setup().await;
+    for message in ["Where is order #W2000001?", "订单W2000001到哪了", "cancel W2000001"] {
+        let (reply, _, _) = turn(&tools, "alice", message, serde_json::Value::Null).await;
+        let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
+        assert!(text.contains("can't find") || text.contains("没有找到"), "{text}");
+        assert!(!text.contains("20.50") && !text.contains("Water Bottle"), "leaked data: {text}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_needs_explicit_confirmation() {
+    let (store, tools) = setup().await;
+    let (reply, slots, _) = turn(&tools, "alice", "Please cancel order W1000001", serde_json::Value::Null).await;
+    assert!(matches!(reply, AgentReply::AskSlot { ref slot, .. } if slot == "confirmation"), "{reply:?}");
+    assert_eq!(store.order("#W1000001").await.unwrap().unwrap().status, OrderStatus::Pending);
+
+    // An unclear answer asks again and changes nothing.
+    let (reply, slots, calls) = turn(&tools, "alice", "hmm what happens then?", slots).await;
+    assert!(matches!(reply, AgentReply::AskSlot { .. }), "{reply:?}");
+    assert!(calls.is_empty());
+
+    let (reply, slots, calls) = turn(&tools, "alice", "yes", slots).await;
+    let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
+    assert!(text.contains("cancelled") && text.contains("$20.50"), "{text}");
+    assert_eq!(calls, ["cancel_order"]);
+    assert_eq!(serde_json::from_value::<OrderSlots>(slots).unwrap(), OrderSlots::default());
+    assert_eq!(store.order("#W1000001").await.unwrap().unwrap().status, OrderStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn declining_keeps_the_order_in_chinese() {
+    let (store, tools) = setup().await;
+    let (_, slots, _) = turn(&tools, "alice", "帮我取消订单W1000004", serde_json::Value::Null).await;
+    let (reply, _, calls) = turn(&tools, "alice", "不要", slots).await;
+    let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
+    assert!(text.contains("保持不变"), "{text}");
+    assert!(calls.is_empty());
+    assert_eq!(store.order("#W1000004").await.unwrap().unwrap().status, OrderStatus::Pending);
+}
+
+#[tokio::test]
+async fn delivered_orders_cannot_be_cancelled() {
+    let (_, tools) = setup().await;
+    let (reply, _, _) = turn(&tools, "alice", "cancel W1000002", serde_json::Value::Null).await;
+    let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
+    assert!(text.contains("can no longer be cancelled") && text.contains("30 days"), "{text}");
+}
+
+#[tokio::test]
+async fn repeated_failure_escalates() {
+    let (_, tools) = setup().await;
+    let mut slots = serde_json::Value::Null;
+    let mut last = None;
+    for _ in 0..3 {
+        let (reply, s, _) = turn(&tools, "alice", "where is it", slots).await;
+        slots = s;
+        last = Some(reply);
+    }
+    assert!(matches!(last, Some(AgentReply::Escalate(_))), "{last:?}");
+}
