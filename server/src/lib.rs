@@ -1,0 +1,14 @@
+//! The fenliu server and command-line tool.
+//!
+//! This crate owns everything that faces the outside world:
+//! - [`config`]: layered configuration (defaults → `fenliu.toml` → `FENLIU__SECTION__KEY`);
+//! - [`runtime`]: assembling store, models, tools, agents and the orchestrator from configuration
+//!   (and the one list of built-in agents, [`runtime::agents`]);
+//! - [`app`]: the HTTP API (axum);
+//! - the `fenliu` binary (`src/main.rs`): `serve` and `chat`.
+//!
+//! Nothing depends on this crate.
+
+pub mod app;
+pub mod config;
+pub mod runtime;
