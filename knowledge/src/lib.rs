@@ -161,7 +161,9 @@ impl Condition {
         let value = |key: &str| payload.get(key).and_then(serde_json::Value::as_str);
         match self {
             Self::Equals { key, value: want } => value(key) == Some(want.as_str()),
-            Self::AnyOf { key, values } => value(key).is_some_and(|v| values.iter().any(|w| w == v)),
+            Self::AnyOf { key, values } => {
+                value(key).is_some_and(|v| values.iter().any(|w| w == v))
+            }
         }
     }
 }
@@ -216,10 +218,17 @@ pub struct ScoredPoint {
 /// store for tests); all pass [`test_utils::assert_vector_store_conformance`].
 pub trait VectorStore: Send + Sync {
     /// Creates the collection if missing; errors if it exists with another dimension.
-    fn ensure_collection(&self, name: &str, dimensions: usize)
-    -> impl Future<Output = Result<()>> + Send;
+    fn ensure_collection(
+        &self,
+        name: &str,
+        dimensions: usize,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Inserts or replaces points by id.
-    fn upsert(&self, collection: &str, points: Vec<Point>) -> impl Future<Output = Result<()>> + Send;
+    fn upsert(
+        &self,
+        collection: &str,
+        points: Vec<Point>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Deletes points by id; missing ids are ignored.
     fn delete(&self, collection: &str, ids: &[u64]) -> impl Future<Output = Result<()>> + Send;
     /// The nearest points, best first.
@@ -229,13 +238,21 @@ pub trait VectorStore: Send + Sync {
         request: &SearchRequest,
     ) -> impl Future<Output = Result<Vec<ScoredPoint>>> + Send;
     /// Number of points matching `filter`.
-    fn count(&self, collection: &str, filter: &Filter) -> impl Future<Output = Result<usize>> + Send;
+    fn count(
+        &self,
+        collection: &str,
+        filter: &Filter,
+    ) -> impl Future<Output = Result<usize>> + Send;
 }
 
 /// Object-safe twin of [`VectorStore`].
 #[allow(missing_docs)]
 pub trait DynVectorStore: Send + Sync {
-    fn ensure_collection<'a>(&'a self, name: &'a str, dimensions: usize) -> BoxFuture<'a, Result<()>>;
+    fn ensure_collection<'a>(
+        &'a self,
+        name: &'a str,
+        dimensions: usize,
+    ) -> BoxFuture<'a, Result<()>>;
     fn upsert<'a>(&'a self, collection: &'a str, points: Vec<Point>) -> BoxFuture<'a, Result<()>>;
     fn delete<'a>(&'a self, collection: &'a str, ids: &'a [u64]) -> BoxFuture<'a, Result<()>>;
     fn search<'a>(
@@ -243,11 +260,16 @@ pub trait DynVectorStore: Send + Sync {
         collection: &'a str,
         request: &'a SearchRequest,
     ) -> BoxFuture<'a, Result<Vec<ScoredPoint>>>;
-    fn count<'a>(&'a self, collection: &'a str, filter: &'a Filter) -> BoxFuture<'a, Result<usize>>;
+    fn count<'a>(&'a self, collection: &'a str, filter: &'a Filter)
+    -> BoxFuture<'a, Result<usize>>;
 }
 
 impl<T: VectorStore> DynVectorStore for T {
-    fn ensure_collection<'a>(&'a self, name: &'a str, dimensions: usize) -> BoxFuture<'a, Result<()>> {
+    fn ensure_collection<'a>(
+        &'a self,
+        name: &'a str,
+        dimensions: usize,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(VectorStore::ensure_collection(self, name, dimensions))
     }
     fn upsert<'a>(&'a self, collection: &'a str, points: Vec<Point>) -> BoxFuture<'a, Result<()>> {
@@ -263,7 +285,11 @@ impl<T: VectorStore> DynVectorStore for T {
     ) -> BoxFuture<'a, Result<Vec<ScoredPoint>>> {
         Box::pin(VectorStore::search(self, collection, request))
     }
-    fn count<'a>(&'a self, collection: &'a str, filter: &'a Filter) -> BoxFuture<'a, Result<usize>> {
+    fn count<'a>(
+        &'a self,
+        collection: &'a str,
+        filter: &'a Filter,
+    ) -> BoxFuture<'a, Result<usize>> {
         Box::pin(VectorStore::count(self, collection, filter))
     }
 }
@@ -309,7 +335,12 @@ mod tests {
         assert!(Filter::default().eq("tenant", "demo").eq("lang", "zh").matches(payload));
         assert!(!Filter::default().eq("tenant", "other").matches(payload));
         assert!(!Filter::default().eq("n", "1").matches(payload));
-        let any = Filter { must: vec![Condition::AnyOf { key: "lang".into(), values: vec!["en".into(), "zh".into()] }] };
+        let any = Filter {
+            must: vec![Condition::AnyOf {
+                key: "lang".into(),
+                values: vec!["en".into(), "zh".into()],
+            }],
+        };
         assert!(any.matches(payload));
     }
 

@@ -1,11 +1,14 @@
 //! In-memory implementations and the conformance suites for [`Embedder`] and [`VectorStore`].
 
+// Conformance suites report violations by panicking, like `assert!`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::{
-    Embedder, Filter, KnowledgeError, Point, Result, ScoredPoint, SearchRequest, VectorStore, cosine,
-    l2_normalize, validate_points,
+    Embedder, Filter, KnowledgeError, Point, Result, ScoredPoint, SearchRequest, VectorStore,
+    cosine, l2_normalize, validate_points,
 };
 
 /// Exact (brute-force) vector store in memory: the reference every backend is compared against.
@@ -27,9 +30,11 @@ impl MemoryVectorStore {
     }
 
     fn with<R>(&self, name: &str, f: impl FnOnce(&mut Collection) -> Result<R>) -> Result<R> {
-        let mut guard = self.collections.lock().map_err(|_| KnowledgeError::Backend("poisoned".into()))?;
-        let collection =
-            guard.get_mut(name).ok_or_else(|| KnowledgeError::CollectionNotFound(name.to_owned()))?;
+        let mut guard =
+            self.collections.lock().map_err(|_| KnowledgeError::Backend("poisoned".into()))?;
+        let collection = guard
+            .get_mut(name)
+            .ok_or_else(|| KnowledgeError::CollectionNotFound(name.to_owned()))?;
         f(collection)
     }
 }
@@ -39,7 +44,8 @@ impl VectorStore for MemoryVectorStore {
         if name.is_empty() || dimensions == 0 {
             return Err(KnowledgeError::InvalidRequest("empty name or zero dimensions".into()));
         }
-        let mut guard = self.collections.lock().map_err(|_| KnowledgeError::Backend("poisoned".into()))?;
+        let mut guard =
+            self.collections.lock().map_err(|_| KnowledgeError::Backend("poisoned".into()))?;
         match guard.get(name) {
             Some(c) if c.dimensions != dimensions => Err(KnowledgeError::CollectionMismatch {
                 collection: name.to_owned(),
@@ -100,7 +106,9 @@ impl VectorStore for MemoryVectorStore {
     }
 
     async fn count(&self, collection: &str, filter: &Filter) -> Result<usize> {
-        self.with(collection, |c| Ok(c.points.values().filter(|p| filter.matches(&p.payload)).count()))
+        self.with(collection, |c| {
+            Ok(c.points.values().filter(|p| filter.matches(&p.payload)).count())
+        })
     }
 }
 
@@ -247,16 +255,36 @@ pub async fn assert_vector_store_conformance<S: VectorStore>(store: &S, prefix: 
     assert_eq!(store.count(&name, &Filter::default()).await.expect("count"), 3);
 
     // Hostile input: wrong dimension, NaN, unknown collection. Nothing is lost on failure.
-    assert!(store.upsert(&name, vec![point(9, [1.0, 0.0, 0.0], "en"), Point {
-        id: 10,
-        vector: vec![1.0],
-        payload: Default::default()
-    }]).await.is_err());
-    assert!(store
-        .upsert(&name, vec![Point { id: 11, vector: vec![f32::NAN, 0.0, 0.0], payload: Default::default() }])
-        .await
-        .is_err());
-    assert_eq!(store.count(&name, &Filter::default()).await.expect("count"), 3, "failed upsert changed data");
+    assert!(
+        store
+            .upsert(
+                &name,
+                vec![
+                    point(9, [1.0, 0.0, 0.0], "en"),
+                    Point { id: 10, vector: vec![1.0], payload: Default::default() }
+                ]
+            )
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .upsert(
+                &name,
+                vec![Point {
+                    id: 11,
+                    vector: vec![f32::NAN, 0.0, 0.0],
+                    payload: Default::default()
+                }]
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.count(&name, &Filter::default()).await.expect("count"),
+        3,
+        "failed upsert changed data"
+    );
     let mut bad = query(1, Filter::default(), None);
     bad.vector = vec![1.0];
     assert!(store.search(&name, &bad).await.is_err(), "wrong query dimension accepted");

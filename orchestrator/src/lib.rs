@@ -269,7 +269,10 @@ impl<S: ConversationStore> Orchestrator<S> {
 
     /// Handles one customer message end to end.
     #[instrument(skip_all, fields(customer = %request.customer.id, channel = ?request.channel))]
-    pub async fn handle_turn(&self, request: TurnRequest) -> Result<TurnOutcome, OrchestratorError> {
+    pub async fn handle_turn(
+        &self,
+        request: TurnRequest,
+    ) -> Result<TurnOutcome, OrchestratorError> {
         let text = request.text.trim();
         if text.is_empty() {
             return Err(OrchestratorError::InvalidMessage("the message is empty".into()));
@@ -283,7 +286,12 @@ impl<S: ConversationStore> Orchestrator<S> {
         }
         let mut state = self.load_state(&request).await?;
         let language = reply_language(text, &request.customer);
-        state.push_turn(Turn { speaker: Speaker::Customer, text: text.to_owned(), at: Utc::now(), agent: None });
+        state.push_turn(Turn {
+            speaker: Speaker::Customer,
+            text: text.to_owned(),
+            at: Utc::now(),
+            agent: None,
+        });
 
         let mut decision = self.supervisor.route(text, state.route.as_ref()).await?;
         let mut outcome = self.dispatch(&mut state, &request, text, language, &mut decision).await;
@@ -310,9 +318,15 @@ impl<S: ConversationStore> Orchestrator<S> {
         Ok(outcome)
     }
 
-    async fn load_state(&self, request: &TurnRequest) -> Result<ConversationState, OrchestratorError> {
+    async fn load_state(
+        &self,
+        request: &TurnRequest,
+    ) -> Result<ConversationState, OrchestratorError> {
         match &request.conversation_id {
-            None => Ok(ConversationState::new(uuid::Uuid::new_v4().to_string(), request.customer.id.clone())),
+            None => Ok(ConversationState::new(
+                uuid::Uuid::new_v4().to_string(),
+                request.customer.id.clone(),
+            )),
             Some(id) => match self.conversations.load(id).await? {
                 Some(state) if state.customer_id == request.customer.id => Ok(state),
                 Some(_) => {
@@ -343,12 +357,24 @@ impl<S: ConversationStore> Orchestrator<S> {
             escalation: None,
         };
         if decision.route == Route::HUMAN {
-            self.escalate(state, request, &mut outcome, Route::HUMAN, EscalationReason::CustomerRequest);
+            self.escalate(
+                state,
+                request,
+                &mut outcome,
+                Route::HUMAN,
+                EscalationReason::CustomerRequest,
+            );
             return outcome;
         }
         if self.supervisor.abstains(decision) {
             if state.clarifications >= self.limits.max_clarifications {
-                self.escalate(state, request, &mut outcome, decision.route.clone(), EscalationReason::LowConfidence);
+                self.escalate(
+                    state,
+                    request,
+                    &mut outcome,
+                    decision.route.clone(),
+                    EscalationReason::LowConfidence,
+                );
             } else {
                 state.clarifications += 1;
                 outcome.kind = ReplyKind::Clarify;
@@ -368,7 +394,13 @@ impl<S: ConversationStore> Orchestrator<S> {
             }
             let Some(agent) = self.registry.for_route(&route).cloned() else {
                 // No specialist is deployed for this route: a person takes it.
-                self.escalate(state, request, &mut outcome, route, EscalationReason::PolicyRequiresHuman);
+                self.escalate(
+                    state,
+                    request,
+                    &mut outcome,
+                    route,
+                    EscalationReason::PolicyRequiresHuman,
+                );
                 return outcome;
             };
             let descriptor = agent.descriptor();
@@ -380,7 +412,13 @@ impl<S: ConversationStore> Orchestrator<S> {
                 Ok(tools) => tools,
                 Err(e) => {
                     warn!(agent = %descriptor.id, error = %e, "allow-list no longer valid");
-                    self.escalate(state, request, &mut outcome, route, EscalationReason::ToolFailure);
+                    self.escalate(
+                        state,
+                        request,
+                        &mut outcome,
+                        route,
+                        EscalationReason::ToolFailure,
+                    );
                     return outcome;
                 }
             };
@@ -422,7 +460,9 @@ impl<S: ConversationStore> Orchestrator<S> {
                     outcome.kind = match &reply {
                         AgentReply::Answer { .. } => ReplyKind::Answer,
                         AgentReply::AskSlot { .. } => ReplyKind::AskSlot,
-                        AgentReply::Escalate(_) | AgentReply::Handoff { .. } => ReplyKind::Escalated,
+                        AgentReply::Escalate(_) | AgentReply::Handoff { .. } => {
+                            ReplyKind::Escalated
+                        }
                     };
                     if let AgentReply::Escalate(package) = reply {
                         state.escalated = true;
@@ -432,12 +472,24 @@ impl<S: ConversationStore> Orchestrator<S> {
                 }
                 Err(e) => {
                     warn!(agent = %descriptor.id, error = %e, "agent failed");
-                    self.escalate(state, request, &mut outcome, route, EscalationReason::ToolFailure);
+                    self.escalate(
+                        state,
+                        request,
+                        &mut outcome,
+                        route,
+                        EscalationReason::ToolFailure,
+                    );
                     return outcome;
                 }
             }
         }
-        self.escalate(state, request, &mut outcome, decision.route.clone(), EscalationReason::RepeatedFailure);
+        self.escalate(
+            state,
+            request,
+            &mut outcome,
+            decision.route.clone(),
+            EscalationReason::RepeatedFailure,
+        );
         outcome
     }
 

@@ -69,9 +69,15 @@ impl ConversationState {
 /// Where conversation state lives between turns.
 pub trait ConversationStore: Send + Sync {
     /// The state of a conversation, if it exists.
-    fn load(&self, id: &str) -> impl Future<Output = Result<Option<ConversationState>, OrchestratorError>> + Send;
+    fn load(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ConversationState>, OrchestratorError>> + Send;
     /// Saves (inserts or replaces) a conversation's state.
-    fn save(&self, state: &ConversationState) -> impl Future<Output = Result<(), OrchestratorError>> + Send;
+    fn save(
+        &self,
+        state: &ConversationState,
+    ) -> impl Future<Output = Result<(), OrchestratorError>> + Send;
 }
 
 /// Conversation state in process memory.

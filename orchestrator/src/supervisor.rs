@@ -44,7 +44,11 @@ impl RouterConfig {
     /// Checks the values are usable.
     pub fn validate(&self) -> Result<(), String> {
         let unit = |name: &str, v: f32| {
-            if (0.0..=1.0).contains(&v) { Ok(()) } else { Err(format!("router.{name} must be in [0, 1], got {v}")) }
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("router.{name} must be in [0, 1], got {v}"))
+            }
         };
         unit("min_confidence", self.min_confidence)?;
         unit("switch_confidence", self.switch_confidence)?;
@@ -109,7 +113,8 @@ pub fn looks_like_slot_answer(message: &str) -> bool {
             .expect("slot answer regex")
     });
     let trimmed = message.trim();
-    SLOT.is_match(trimmed) || trimmed.split_whitespace().count() <= 2 && trimmed.chars().count() <= 12
+    SLOT.is_match(trimmed)
+        || trimmed.split_whitespace().count() <= 2 && trimmed.chars().count() <= 12
 }
 
 impl Supervisor {
@@ -204,8 +209,10 @@ impl Supervisor {
             *votes.entry(route).or_default() += ((sim - top) / self.config.temperature).exp();
         }
         let total: f32 = votes.values().sum();
-        let mut ranked: Vec<(Route, f32)> =
-            votes.into_iter().map(|(r, v)| (r.clone(), if total > 0.0 { v / total } else { 0.0 })).collect();
+        let mut ranked: Vec<(Route, f32)> = votes
+            .into_iter()
+            .map(|(r, v)| (r.clone(), if total > 0.0 { v / total } else { 0.0 }))
+            .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         let (route, confidence) = ranked.first().cloned().unwrap_or((Route::OUT_OF_SCOPE, 0.0));
         // A message far from every phrase is not confidently anything, whatever the vote says.
@@ -247,7 +254,8 @@ mod tests {
         for yes in ["it's W2611340", "yes", "确认", "#W1234567", "ok", "T-000012"] {
             assert!(looks_like_slot_answer(yes), "{yes}");
         }
-        for no in ["I want to cancel my other order and get a refund", "我想投诉你们的客服态度很差"] {
+        for no in ["I want to cancel my other order and get a refund", "我想投诉你们的客服态度很差"]
+        {
             assert!(!looks_like_slot_answer(no), "{no}");
         }
     }

@@ -66,7 +66,9 @@ impl ApiError {
         match self {
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::UnknownCustomer(_) => (StatusCode::NOT_FOUND, "unknown_customer"),
             Self::ConversationNotFound(_) => (StatusCode::NOT_FOUND, "conversation_not_found"),
@@ -97,7 +99,8 @@ impl IntoResponse for ApiError {
         if let Self::Internal(e) = &self {
             tracing::error!(error = ?e, "request failed");
         }
-        let body = ErrorBody { error: ErrorDetail { code: code.into(), message: self.to_string() } };
+        let body =
+            ErrorBody { error: ErrorDetail { code: code.into(), message: self.to_string() } };
         (status, Json(body)).into_response()
     }
 }
@@ -190,7 +193,10 @@ async fn post_message(
         });
     }
     if request.text.trim().is_empty() {
-        return Err(ApiError::Invalid { code: "empty_message", message: "the message is empty".into() });
+        return Err(ApiError::Invalid {
+            code: "empty_message",
+            message: "the message is empty".into(),
+        });
     }
     let customer = state
         .runtime
@@ -209,7 +215,9 @@ async fn post_message(
         })
         .await
         .map_err(|e| match e {
-            OrchestratorError::InvalidMessage(m) => ApiError::Invalid { code: "invalid_message", message: m },
+            OrchestratorError::InvalidMessage(m) => {
+                ApiError::Invalid { code: "invalid_message", message: m }
+            }
             OrchestratorError::ConversationNotFound(id) => ApiError::ConversationNotFound(id),
             other => ApiError::Internal(other.into()),
         })?;

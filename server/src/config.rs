@@ -7,9 +7,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use fenliu_orchestrator::{RouterConfig, TurnLimits};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use fenliu_orchestrator::{RouterConfig, TurnLimits};
 use serde::{Deserialize, Serialize};
 
 /// Why the configuration is unusable.
@@ -173,7 +173,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.server.max_body_bytes < 1024 {
-            return invalid(format!("server.max_body_bytes must be at least 1024, got {}", self.server.max_body_bytes));
+            return invalid(format!(
+                "server.max_body_bytes must be at least 1024, got {}",
+                self.server.max_body_bytes
+            ));
         }
         if self.server.request_timeout_secs == 0 {
             return invalid("server.request_timeout_secs must be positive".into());
@@ -242,13 +245,15 @@ mod tests {
         assert!(err.contains("bindd"), "{err}");
         let err = with("[router]\nmin_confidence = 3.0").unwrap_err().to_string();
         assert!(err.contains("router.min_confidence"), "{err}");
-        let err = with("[store]\nkind = \"postgres\"\nurl = \"mysql://x\"").unwrap_err().to_string();
+        let err =
+            with("[store]\nkind = \"postgres\"\nurl = \"mysql://x\"").unwrap_err().to_string();
         assert!(err.contains("store.url"), "{err}");
         let err = with("[store]\nkind = \"oracle\"").unwrap_err().to_string();
         assert!(err.contains("oracle"), "{err}");
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type
     fn environment_overrides_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("fenliu.toml", "[server]\nbind = \"127.0.0.1:9000\"")?;

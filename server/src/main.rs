@@ -13,7 +13,11 @@ use fenliu_server::runtime::Runtime;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "fenliu", version, about = "Customer service that keeps working when traffic spikes")]
+#[command(
+    name = "fenliu",
+    version,
+    about = "Customer service that keeps working when traffic spikes"
+)]
 struct Cli {
     /// Configuration file (default: ./fenliu.toml if present).
     #[arg(long, global = true, env = "FENLIU_CONFIG")]
@@ -38,7 +42,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let config = Config::load(cli.config.as_deref())?;
@@ -66,7 +72,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -38,9 +38,15 @@ impl Runtime {
             .with_context(|| format!("opening the store at {}", config.store.url()))?;
         let store = Arc::new(store);
         if let Some(dir) = &config.shop.seed_dir {
-            let shop = ShopData::load_dir(dir).with_context(|| format!("loading the shop in {}", dir.display()))?;
+            let shop = ShopData::load_dir(dir)
+                .with_context(|| format!("loading the shop in {}", dir.display()))?;
             let stats = store.import(&shop).await.context("importing the shop")?;
-            info!(customers = stats.customers, products = stats.products, orders = stats.orders, "shop imported");
+            info!(
+                customers = stats.customers,
+                products = stats.products,
+                orders = stats.orders,
+                "shop imported"
+            );
         }
         let orders: Arc<dyn DynOrderStore> = store.clone();
 
@@ -54,7 +60,8 @@ impl Runtime {
             registry.register(agent)?;
         }
         let supervisor =
-            Supervisor::train(embedder, &registry.training_phrases(), config.router.clone()).await?;
+            Supervisor::train(embedder, &registry.training_phrases(), config.router.clone())
+                .await?;
         let orchestrator = Orchestrator::new(
             config.shop.tenant.clone(),
             registry,

@@ -270,7 +270,10 @@ pub trait ChatModel: Send + Sync {
     fn model_id(&self) -> &str;
 
     /// Generates a complete answer.
-    fn chat(&self, request: ChatRequest) -> impl Future<Output = Result<ChatResponse, ModelError>> + Send;
+    fn chat(
+        &self,
+        request: ChatRequest,
+    ) -> impl Future<Output = Result<ChatResponse, ModelError>> + Send;
 
     /// Streams an answer. The default generates the whole answer, then streams it as one delta.
     fn chat_stream(
@@ -284,7 +287,11 @@ pub trait ChatModel: Send + Sync {
                 events.push(Ok(StreamEvent::Delta { text: response.message.content }));
             }
             events.extend(
-                response.message.tool_calls.into_iter().map(|call| Ok(StreamEvent::ToolCall { call })),
+                response
+                    .message
+                    .tool_calls
+                    .into_iter()
+                    .map(|call| Ok(StreamEvent::ToolCall { call })),
             );
             events.push(Ok(StreamEvent::Done {
                 finish_reason: response.finish_reason,
@@ -370,12 +377,16 @@ mod tests {
     fn default_stream_replays_the_answer() {
         let model: &dyn DynChatModel = &Echo;
         let events: Vec<_> = futures::executor::block_on(async {
-            let stream = model.chat_stream(ChatRequest::new(vec![ChatMessage::user("hi")])).await.unwrap();
+            let stream =
+                model.chat_stream(ChatRequest::new(vec![ChatMessage::user("hi")])).await.unwrap();
             stream.collect::<Vec<_>>().await
         });
         assert_eq!(events.len(), 2);
         assert_eq!(events[0], Ok(StreamEvent::Delta { text: "hi".into() }));
-        assert!(matches!(events[1], Ok(StreamEvent::Done { usage: Usage { prompt_tokens: 3, .. }, .. })));
+        assert!(matches!(
+            events[1],
+            Ok(StreamEvent::Done { usage: Usage { prompt_tokens: 3, .. }, .. })
+        ));
     }
 
     #[test]

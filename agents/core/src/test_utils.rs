@@ -1,6 +1,9 @@
 //! A scripted chat model and the conformance suites for [`Agent`](crate::Agent)s and
 //! [`ChatModel`]s.
 
+// Conformance suites report violations by panicking, like `assert!`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
@@ -35,7 +38,8 @@ impl ScriptedChatModel {
             finish_reason: FinishReason::Stop,
             usage: Usage {
                 prompt_tokens: 10,
-                completion_tokens: u32::try_from(content.split_whitespace().count()).unwrap_or(u32::MAX),
+                completion_tokens: u32::try_from(content.split_whitespace().count())
+                    .unwrap_or(u32::MAX),
             },
             model: "scripted".into(),
         })
@@ -96,7 +100,9 @@ pub async fn assert_chat_model_conformance<M: ChatModel>(model: &M) {
     request.temperature = Some(0.0);
     let response = model.chat(request).await.expect("plain chat");
     assert!(response.usage.prompt_tokens > 0, "usage not reported");
-    assert!(response.usage.completion_tokens <= 16 || response.finish_reason == FinishReason::Length);
+    assert!(
+        response.usage.completion_tokens <= 16 || response.finish_reason == FinishReason::Length
+    );
 
     let mut request = ChatRequest::new(vec![ChatMessage::user(
         "Which route fits 'where is my parcel'? Answer as JSON.",
@@ -113,8 +119,8 @@ pub async fn assert_chat_model_conformance<M: ChatModel>(model: &M) {
     };
     request.max_tokens = Some(64);
     let response = model.chat(request).await.expect("structured chat");
-    let value: serde_json::Value =
-        crate::model::parse_json_answer(&response.message.content).expect("structured answer is JSON");
+    let value: serde_json::Value = crate::model::parse_json_answer(&response.message.content)
+        .expect("structured answer is JSON");
     assert!(value.get("route").is_some(), "structured answer misses `route`: {value}");
 }
 
@@ -143,13 +149,22 @@ pub const MIN_PHRASES_PER_LANGUAGE: usize = 10;
 ///   forbidden string in the text.
 pub async fn assert_agent_conformance(agent: &dyn DynAgent, harness: &AgentHarness) {
     let d = agent.descriptor();
-    assert!(crate::Route::new(d.id.clone()).is_ok(), "agent id `{}` is not a valid identifier", d.id);
+    assert!(
+        crate::Route::new(d.id.clone()).is_ok(),
+        "agent id `{}` is not a valid identifier",
+        d.id
+    );
     assert!(!d.routes.is_empty(), "agent `{}` owns no route", d.id);
     assert!(d.description.len() >= 20, "agent `{}` description too short", d.id);
     let mut seen = HashSet::new();
     for p in &d.training_phrases {
         assert!(seen.insert(p.text.to_lowercase()), "duplicate training phrase {:?}", p.text);
-        assert_eq!(p.language, Language::detect(&p.text), "phrase {:?} has the wrong language", p.text);
+        assert_eq!(
+            p.language,
+            Language::detect(&p.text),
+            "phrase {:?} has the wrong language",
+            p.text
+        );
     }
     for lang in [Language::En, Language::Zh] {
         let n = d.training_phrases.iter().filter(|p| p.language == lang).count();
@@ -180,7 +195,11 @@ pub async fn assert_agent_conformance(agent: &dyn DynAgent, harness: &AgentHarne
     ];
     for message in &hostile {
         let shown: String = message.chars().take(60).collect();
-        for slots in [serde_json::Value::Null, serde_json::json!({"garbage": [1, 2, 3]}), serde_json::json!("x")] {
+        for slots in [
+            serde_json::Value::Null,
+            serde_json::json!({"garbage": [1, 2, 3]}),
+            serde_json::json!("x"),
+        ] {
             let ctx = AgentContext::new(
                 "conformance",
                 "conv-conformance",
@@ -197,7 +216,10 @@ pub async fn assert_agent_conformance(agent: &dyn DynAgent, harness: &AgentHarne
             for call in ctx.tool_calls() {
                 if let ToolOutcome::Err { error } = &call.outcome {
                     assert!(
-                        !matches!(error, ToolError::NotAllowed { .. } | ToolError::UnknownTool { .. }),
+                        !matches!(
+                            error,
+                            ToolError::NotAllowed { .. } | ToolError::UnknownTool { .. }
+                        ),
                         "agent `{}` tried tool `{}` outside its allow-list on {shown:?}",
                         d.id,
                         call.name

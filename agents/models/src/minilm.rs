@@ -77,8 +77,8 @@ impl MiniLmEmbedder {
             serde_json::from_slice(&read(&config_path)?).map_err(|e| invalid(&config_path, e))?;
 
         let tokenizer_path = dir.join("tokenizer.json");
-        let mut tokenizer =
-            Tokenizer::from_bytes(read(&tokenizer_path)?).map_err(|e| invalid(&tokenizer_path, e))?;
+        let mut tokenizer = Tokenizer::from_bytes(read(&tokenizer_path)?)
+            .map_err(|e| invalid(&tokenizer_path, e))?;
         // The shipped tokenizer pads every input to 128 tokens; padding to the longest text of the
         // batch instead is several times faster for chat-length messages.
         tokenizer.with_padding(Some(PaddingParams {
@@ -87,7 +87,10 @@ impl MiniLmEmbedder {
         }));
         let max_tokens = options.max_tokens.clamp(8, config.max_position_embeddings);
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
             .map_err(|e| invalid(&tokenizer_path, e))?;
 
         let weights_path = dir.join("model.safetensors");
@@ -170,7 +173,9 @@ impl Embedder for MiniLmEmbedder {
         let texts = texts.to_vec();
         tokio::task::spawn_blocking(move || this.embed_blocking(&texts))
             .await
-            .map_err(|e| KnowledgeError::Embedding { reason: format!("embedding task failed: {e}") })?
+            .map_err(|e| KnowledgeError::Embedding {
+                reason: format!("embedding task failed: {e}"),
+            })?
             .map_err(|e| KnowledgeError::Embedding { reason: e.to_string() })
     }
 }

@@ -37,11 +37,38 @@ const RULES: &[(OrderIntent, &[&str])] = &[
     (OrderIntent::Invoice, &["invoice", "receipt", "bill", "发票", "收据"]),
     (
         OrderIntent::List,
-        &["my orders", "all orders", "all my orders", "list", "order history", "我的订单", "所有订单", "订单列表", "历史订单"],
+        &[
+            "my orders",
+            "all orders",
+            "all my orders",
+            "list",
+            "order history",
+            "我的订单",
+            "所有订单",
+            "订单列表",
+            "历史订单",
+        ],
     ),
     (
         OrderIntent::Status,
-        &["status", "track", "where", "when", "arriv", "deliver", "ship", "eta", "状态", "物流", "到哪", "什么时候", "到了", "发货", "快递", "查"],
+        &[
+            "status",
+            "track",
+            "where",
+            "when",
+            "arriv",
+            "deliver",
+            "ship",
+            "eta",
+            "状态",
+            "物流",
+            "到哪",
+            "什么时候",
+            "到了",
+            "发货",
+            "快递",
+            "查",
+        ],
     ),
 ];
 
@@ -101,10 +128,27 @@ pub(crate) fn confirmation(message: &str) -> Option<bool> {
     if lower.chars().count() > 80 {
         return None;
     }
-    const NO: &[&str] = &["no", "nope", "don't", "do not", "stop", "wait", "不", "别", "算了", "否"];
+    const NO: &[&str] =
+        &["no", "nope", "don't", "do not", "stop", "wait", "不", "别", "算了", "否"];
     const YES: &[&str] = &[
-        "yes", "y", "yeah", "yep", "sure", "ok", "okay", "confirm", "go ahead", "please do", "do it",
-        "是", "好", "对", "确认", "可以", "行", "嗯",
+        "yes",
+        "y",
+        "yeah",
+        "yep",
+        "sure",
+        "ok",
+        "okay",
+        "confirm",
+        "go ahead",
+        "please do",
+        "do it",
+        "是",
+        "好",
+        "对",
+        "确认",
+        "可以",
+        "行",
+        "嗯",
     ];
     let says = |words: &[&str]| words.iter().any(|w| contains_keyword(lower, w, true));
     // Negation first: "不确认" and "no, don't" are refusals even though they contain a yes-word.
@@ -120,7 +164,10 @@ pub(crate) fn confirmation(message: &str) -> Option<bool> {
 /// The cancellation reason a message gives (the policy knows two).
 pub(crate) fn cancel_reason(message: &str) -> CancelReason {
     let lower = message.to_lowercase();
-    if ["mistake", "accident", "wrong", "买错", "下错", "拍错", "误"].iter().any(|k| lower.contains(k)) {
+    if ["mistake", "accident", "wrong", "买错", "下错", "拍错", "误"]
+        .iter()
+        .any(|k| lower.contains(k))
+    {
         CancelReason::OrderedByMistake
     } else {
         CancelReason::NoLongerNeeded

@@ -125,7 +125,9 @@ impl Agent for OrderAgent {
             OrderIntent::Refund => AgentReply::Answer { text: t.refund(&order) },
             OrderIntent::Invoice => AgentReply::Answer { text: t.invoice(&order) },
             OrderIntent::ChangeAddress => AgentReply::Answer { text: t.address_change(&order) },
-            OrderIntent::Status | OrderIntent::List => AgentReply::Answer { text: t.status(&order) },
+            OrderIntent::Status | OrderIntent::List => {
+                AgentReply::Answer { text: t.status(&order) }
+            }
         })
     }
 }
@@ -199,7 +201,10 @@ impl OrderAgent {
                     return self.escalate(ctx, slots, EscalationReason::RepeatedFailure, t);
                 }
                 slots.pending = Some(PendingAction::Cancel { order_id: order_id.clone(), reason });
-                AgentReply::AskSlot { slot: "confirmation".into(), text: t.confirm_again(&order_id) }
+                AgentReply::AskSlot {
+                    slot: "confirmation".into(),
+                    text: t.confirm_again(&order_id),
+                }
             }
         }
     }
@@ -225,7 +230,9 @@ impl OrderAgent {
                 slots.order_id = None;
                 AgentReply::AskSlot { slot: "order_id".into(), text: t.ask_order_id(&[]) }
             }
-            ToolError::Unavailable { .. } | ToolError::UnknownTool { .. } | ToolError::NotAllowed { .. } => {
+            ToolError::Unavailable { .. }
+            | ToolError::UnknownTool { .. }
+            | ToolError::NotAllowed { .. } => {
                 self.escalate(ctx, slots, EscalationReason::ToolFailure, t)
             }
         }

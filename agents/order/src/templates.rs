@@ -40,7 +40,12 @@ impl Texts {
             self.items(order),
             status_name(order.status, false)
         );
-        let mut zh = format!("订单 {}（{}）当前状态：{}。", order.id, self.items(order), self.status_name(order.status));
+        let mut zh = format!(
+            "订单 {}（{}）当前状态：{}。",
+            order.id,
+            self.items(order),
+            self.status_name(order.status)
+        );
         let tracking: Vec<String> = order
             .fulfillments
             .iter()
@@ -55,7 +60,11 @@ impl Texts {
                 en.push_str(&format!(" It was delivered on {}.", at.format("%Y-%m-%d")));
                 zh.push_str(&format!("已于 {} 送达。", at.format("%Y-%m-%d")));
             }
-            (OrderStatus::Pending | OrderStatus::Processed | OrderStatus::Shipped, None, Some(eta)) => {
+            (
+                OrderStatus::Pending | OrderStatus::Processed | OrderStatus::Shipped,
+                None,
+                Some(eta),
+            ) => {
                 en.push_str(&format!(" Estimated delivery: {eta}."));
                 zh.push_str(&format!("预计送达日期：{eta}。"));
             }
@@ -82,7 +91,11 @@ impl Texts {
                     order.id,
                     status_name(order.status, false)
                 ),
-                format!("订单 {} 目前没有退款记录，订单状态：{}。", order.id, self.status_name(order.status)),
+                format!(
+                    "订单 {} 目前没有退款记录，订单状态：{}。",
+                    order.id,
+                    self.status_name(order.status)
+                ),
             )
         } else {
             self.pick(
@@ -153,7 +166,11 @@ impl Texts {
                     order.id,
                     status_name(order.status, false)
                 ),
-                format!("订单 {} 状态为{}，已无法修改地址。", order.id, self.status_name(order.status)),
+                format!(
+                    "订单 {} 状态为{}，已无法修改地址。",
+                    order.id,
+                    self.status_name(order.status)
+                ),
             )
         }
     }
@@ -165,21 +182,34 @@ impl Texts {
             .map(|o| format!("{} ({})", o.id, self.status_name(o.status)))
             .collect();
         match (listed.is_empty(), self.zh) {
-            (true, false) => "Which order is it about? Please give the order number, e.g. #W1234567.".into(),
+            (true, false) => {
+                "Which order is it about? Please give the order number, e.g. #W1234567.".into()
+            }
             (true, true) => "请问是哪个订单？请提供订单号，例如 #W1234567。".into(),
-            (false, false) => format!("Which order is it about? Your recent orders: {}.", listed.join(", ")),
+            (false, false) => {
+                format!("Which order is it about? Your recent orders: {}.", listed.join(", "))
+            }
             (false, true) => format!("请问是哪个订单？您最近的订单：{}。", listed.join("，")),
         }
     }
 
     pub(crate) fn order_list(&self, orders: &[OrderSummary]) -> String {
         if orders.is_empty() {
-            return self.pick("You have no orders with us yet.".into(), "您目前还没有订单。".into());
+            return self
+                .pick("You have no orders with us yet.".into(), "您目前还没有订单。".into());
         }
         let listed: Vec<String> = orders
             .iter()
             .take(10)
-            .map(|o| format!("{} {} ({}, {})", o.id, o.items.join("/"), self.status_name(o.status), money(o.total)))
+            .map(|o| {
+                format!(
+                    "{} {} ({}, {})",
+                    o.id,
+                    o.items.join("/"),
+                    self.status_name(o.status),
+                    money(o.total)
+                )
+            })
             .collect();
         self.pick(
             format!("Your orders, newest first: {}.", listed.join("; ")),
@@ -194,7 +224,11 @@ impl Texts {
                 "Order {} is {}, so it can no longer be cancelled.{}",
                 order.id,
                 status_name(order.status, false),
-                if delivered { " Delivered items can be returned within 30 days instead." } else { "" }
+                if delivered {
+                    " Delivered items can be returned within 30 days instead."
+                } else {
+                    ""
+                }
             ),
             format!(
                 "订单 {} 状态为{}，已无法取消。{}",

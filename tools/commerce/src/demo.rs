@@ -108,14 +108,23 @@ impl ShopData {
                 return fail("orders.json", format!("duplicate order id {:?}", o.id));
             }
             if crate::domain::normalize_order_id(&o.id).as_deref() != Some(o.id.as_str()) {
-                return fail("orders.json", format!("order id {:?} is not of the form #W1234567", o.id));
+                return fail(
+                    "orders.json",
+                    format!("order id {:?} is not of the form #W1234567", o.id),
+                );
             }
             if !customers.contains(o.customer_id.as_str()) {
-                return fail("orders.json", format!("order {} has unknown customer {:?}", o.id, o.customer_id));
+                return fail(
+                    "orders.json",
+                    format!("order {} has unknown customer {:?}", o.id, o.customer_id),
+                );
             }
             for i in &o.items {
                 if !items.contains(&(i.product_id.as_str(), i.item_id.as_str())) {
-                    return fail("orders.json", format!("order {} has unknown item {:?}", o.id, i.item_id));
+                    return fail(
+                        "orders.json",
+                        format!("order {} has unknown item {:?}", o.id, i.item_id),
+                    );
                 }
             }
         }

@@ -293,7 +293,11 @@ impl Order {
     /// Sum of refunds.
     pub fn refunded(&self) -> f64 {
         round_cents(
-            self.payments.iter().filter(|p| p.kind == PaymentEventKind::Refund).map(|p| p.amount).sum(),
+            self.payments
+                .iter()
+                .filter(|p| p.kind == PaymentEventKind::Refund)
+                .map(|p| p.amount)
+                .sum(),
         )
     }
 }
@@ -342,7 +346,18 @@ pub enum Department {
 
 /// Ticket priority.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum TicketPriority {

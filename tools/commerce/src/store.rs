@@ -113,11 +113,15 @@ pub trait OrderStore: Send + Sync {
 /// Tickets: repair, return, exchange, complaint.
 pub trait TicketStore: Send + Sync {
     /// Opens a ticket; the store allocates its id.
-    fn create_ticket(&self, ticket: &NewTicket) -> impl Future<Output = StoreResult<Ticket>> + Send;
+    fn create_ticket(&self, ticket: &NewTicket)
+    -> impl Future<Output = StoreResult<Ticket>> + Send;
     /// A ticket by id.
     fn ticket(&self, id: &str) -> impl Future<Output = StoreResult<Option<Ticket>>> + Send;
     /// A customer's tickets, newest first.
-    fn tickets_of(&self, customer_id: &str) -> impl Future<Output = StoreResult<Vec<Ticket>>> + Send;
+    fn tickets_of(
+        &self,
+        customer_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<Ticket>>> + Send;
     /// Moves a ticket along its lifecycle, recording who did it and why.
     fn update_ticket_status(
         &self,
@@ -135,7 +139,11 @@ pub fn check_cancellable(order: &Order, customer_id: &str) -> StoreResult<()> {
 }
 
 /// Shared checks of an address change.
-pub fn check_address_change(order: &Order, customer_id: &str, address: &Address) -> StoreResult<()> {
+pub fn check_address_change(
+    order: &Order,
+    customer_id: &str,
+    address: &Address,
+) -> StoreResult<()> {
     address.validate().map_err(StoreError::InvalidInput)?;
     check_owned_pending(order, customer_id, "only pending orders can be changed")
 }

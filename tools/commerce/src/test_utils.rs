@@ -1,6 +1,9 @@
 //! An in-memory shop store, a small fixture shop, and the conformance suites that every
 //! [`OrderStore`] and [`TicketStore`] implementation runs.
 
+// Conformance suites report violations by panicking, like `assert!`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -155,8 +158,13 @@ impl TicketStore for MemoryShopStore {
     }
 
     async fn tickets_of(&self, customer_id: &str) -> StoreResult<Vec<Ticket>> {
-        let mut tickets: Vec<Ticket> =
-            self.lock().tickets.values().filter(|t| t.customer_id == customer_id).cloned().collect();
+        let mut tickets: Vec<Ticket> = self
+            .lock()
+            .tickets
+            .values()
+            .filter(|t| t.customer_id == customer_id)
+            .cloned()
+            .collect();
         tickets.reverse();
         Ok(tickets)
     }
@@ -172,7 +180,8 @@ impl TicketStore for MemoryShopStore {
         let what = || format!("ticket {id}");
         let n = parse_ticket_id(id).ok_or_else(|| StoreError::NotFound { what: what() })?;
         let mut inner = self.lock();
-        let ticket = inner.tickets.get_mut(&n).ok_or_else(|| StoreError::NotFound { what: what() })?;
+        let ticket =
+            inner.tickets.get_mut(&n).ok_or_else(|| StoreError::NotFound { what: what() })?;
         check_ticket_transition(ticket, to)?;
         ticket.history.push(TicketEvent {
             at,
@@ -238,38 +247,43 @@ pub fn fixture_shop() -> ShopData {
         },
     ];
     let base = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).single().unwrap_or_default();
-    let order = |id: &str, customer: &str, status, days: i64, item: &str, product: &str, price| Order {
-        id: id.into(),
-        customer_id: customer.into(),
-        status,
-        placed_at: base + Duration::days(days),
-        estimated_delivery: Some((base + Duration::days(days + 5)).date_naive()),
-        delivered_at: (status == OrderStatus::Delivered).then(|| base + Duration::days(days + 4)),
-        address: address("1 Main St"),
-        items: vec![OrderItem {
-            item_id: item.into(),
-            product_id: product.into(),
-            name: "Thing".into(),
-            price,
-            options: BTreeMap::new(),
-        }],
-        fulfillments: if status == OrderStatus::Pending {
-            vec![]
-        } else {
-            vec![Fulfillment {
-                carrier: "UPS".into(),
-                tracking_ids: vec![format!("TRK{days}")],
-                item_ids: vec![item.into()],
-            }]
-        },
-        payments: vec![Payment {
-            kind: PaymentEventKind::Payment,
-            amount: price,
-            payment_method_id: format!("gift_card_{customer}"),
-        }],
-    };
+    let order =
+        |id: &str, customer: &str, status, days: i64, item: &str, product: &str, price| Order {
+            id: id.into(),
+            customer_id: customer.into(),
+            status,
+            placed_at: base + Duration::days(days),
+            estimated_delivery: Some((base + Duration::days(days + 5)).date_naive()),
+            delivered_at: (status == OrderStatus::Delivered)
+                .then(|| base + Duration::days(days + 4)),
+            address: address("1 Main St"),
+            items: vec![OrderItem {
+                item_id: item.into(),
+                product_id: product.into(),
+                name: "Thing".into(),
+                price,
+                options: BTreeMap::new(),
+            }],
+            fulfillments: if status == OrderStatus::Pending {
+                vec![]
+            } else {
+                vec![Fulfillment {
+                    carrier: "UPS".into(),
+                    tracking_ids: vec![format!("TRK{days}")],
+                    item_ids: vec![item.into()],
+                }]
+            },
+            payments: vec![Payment {
+                kind: PaymentEventKind::Payment,
+                amount: price,
+                payment_method_id: format!("gift_card_{customer}"),
+            }],
+        };
     ShopData {
-        customers: vec![customer("alice", "Alice", Tier::Vip), customer("bob", "Bob", Tier::Regular)],
+        customers: vec![
+            customer("alice", "Alice", Tier::Vip),
+            customer("bob", "Bob", Tier::Regular),
+        ],
         products,
         orders: vec![
             order("#W1000001", "alice", OrderStatus::Pending, 10, "i-blue", "p-bottle", 20.5),
@@ -328,8 +342,10 @@ pub async fn assert_order_store_conformance<S: OrderStore>(store: &S) {
     assert!(matches!(err, Err(StoreError::InvalidState { .. })), "delivered cancel: {err:?}");
     let err = store.cancel_order("alice", "#W9999999", CancelReason::NoLongerNeeded).await;
     assert!(matches!(err, Err(StoreError::NotFound { .. })), "missing cancel: {err:?}");
-    let cancelled =
-        store.cancel_order("alice", "#W1000001", CancelReason::OrderedByMistake).await.expect("cancel");
+    let cancelled = store
+        .cancel_order("alice", "#W1000001", CancelReason::OrderedByMistake)
+        .await
+        .expect("cancel");
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
     assert_eq!(cancelled.refunded(), 20.5, "refund recorded");
     assert_eq!(store.order("#W1000001").await.expect("order"), Some(cancelled), "cancel persisted");
@@ -342,7 +358,10 @@ pub async fn assert_order_store_conformance<S: OrderStore>(store: &S) {
     let updated =
         store.update_order_address("alice", "#W1000004", &address).await.expect("address change");
     assert_eq!(updated.address, address);
-    assert_eq!(store.order("#W1000004").await.expect("order").map(|o| o.address), Some(address.clone()));
+    assert_eq!(
+        store.order("#W1000004").await.expect("order").map(|o| o.address),
+        Some(address.clone())
+    );
     let mut bad = address.clone();
     bad.line1 = String::new();
     assert!(matches!(
@@ -379,21 +398,24 @@ pub async fn assert_cancel_is_atomic<S: OrderStore>(store: &S) {
 }
 
 /// Runs two futures concurrently (a tiny `join`, so this crate needs no futures dependency).
-async fn futures_join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
+async fn futures_join<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
     use std::pin::pin;
     use std::task::Poll;
     let (mut a, mut b) = (pin!(a), pin!(b));
     let (mut ra, mut rb) = (None, None);
     std::future::poll_fn(|cx| {
-        if ra.is_none() {
-            if let Poll::Ready(v) = a.as_mut().poll(cx) {
-                ra = Some(v);
-            }
+        if ra.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            ra = Some(v);
         }
-        if rb.is_none() {
-            if let Poll::Ready(v) = b.as_mut().poll(cx) {
-                rb = Some(v);
-            }
+        if rb.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            rb = Some(v);
         }
         if ra.is_some() && rb.is_some() { Poll::Ready(()) } else { Poll::Pending }
     })
@@ -420,7 +442,8 @@ fn new_ticket(customer: &str, subject: &str) -> NewTicket {
 
 /// Checks a [`TicketStore`] against the contract. The store must have no tickets on entry.
 pub async fn assert_ticket_store_conformance<S: TicketStore>(store: &S) {
-    let first = store.create_ticket(&new_ticket("alice", "Watch does not turn on")).await.expect("create");
+    let first =
+        store.create_ticket(&new_ticket("alice", "Watch does not turn on")).await.expect("create");
     let second = store.create_ticket(&new_ticket("alice", "Second")).await.expect("create");
     store.create_ticket(&new_ticket("bob", "Bob's")).await.expect("create");
     assert_ne!(first.id, second.id, "ticket ids are unique");
@@ -444,7 +467,10 @@ pub async fn assert_ticket_store_conformance<S: TicketStore>(store: &S) {
     assert_eq!(t.status, TicketStatus::Assigned);
     assert_eq!(t.updated_at, at);
     let bad = store.update_ticket_status(&first.id, TicketStatus::Closed, "x", "", at).await;
-    assert!(matches!(bad, Err(StoreError::InvalidState { .. })), "assigned → closed allowed: {bad:?}");
+    assert!(
+        matches!(bad, Err(StoreError::InvalidState { .. })),
+        "assigned → closed allowed: {bad:?}"
+    );
     let t = store.ticket(&first.id).await.expect("ticket").expect("exists");
     assert_eq!(t.history.len(), 2, "history recorded");
     assert_eq!(t.history[1].from, Some(TicketStatus::Open));

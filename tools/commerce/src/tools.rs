@@ -140,7 +140,11 @@ impl Tool for ListOrders {
         "List the customer's orders, newest first, optionally only those in one status."
     }
 
-    async fn call(&self, ctx: &ToolContext, args: ListOrdersArgs) -> Result<Self::Output, ToolError> {
+    async fn call(
+        &self,
+        ctx: &ToolContext,
+        args: ListOrdersArgs,
+    ) -> Result<Self::Output, ToolError> {
         let orders =
             self.store.orders_of(&ctx.customer_id).await.map_err(|e| store_error(Self::NAME, e))?;
         Ok(orders

@@ -231,7 +231,8 @@ impl<T: Tool> DynTool for T {
                 ToolError::InvalidArguments { tool: T::NAME.to_owned(), reason: e.to_string() }
             })?;
             let output = self.call(ctx, args).await.map_err(Into::into)?;
-            serde_json::to_value(output).map_err(|_| ToolError::Unavailable { tool: T::NAME.to_owned() })
+            serde_json::to_value(output)
+                .map_err(|_| ToolError::Unavailable { tool: T::NAME.to_owned() })
         })
     }
 }
@@ -371,7 +372,9 @@ impl ToolSet {
         let started = Instant::now();
         let result = match self.tools.get(name) {
             None => Err(ToolError::UnknownTool { name: truncate_name(name) }),
-            Some(_) if !self.is_allowed(name) => Err(ToolError::NotAllowed { name: name.to_owned() }),
+            Some(_) if !self.is_allowed(name) => {
+                Err(ToolError::NotAllowed { name: name.to_owned() })
+            }
             Some(tool) => tool.call_json(ctx, arguments.clone()).await,
         };
         let outcome = match result {
@@ -401,7 +404,8 @@ impl ToolSet {
         let arguments = match serde_json::to_value(args) {
             Ok(v) => v,
             Err(e) => {
-                let error = ToolError::InvalidArguments { tool: T::NAME.into(), reason: e.to_string() };
+                let error =
+                    ToolError::InvalidArguments { tool: T::NAME.into(), reason: e.to_string() };
                 let record = ToolCallRecord {
                     name: T::NAME.into(),
                     arguments: serde_json::Value::Null,
@@ -449,10 +453,9 @@ mod tests {
             "Adds two integers."
         }
         async fn call(&self, _ctx: &ToolContext, args: AddArgs) -> Result<i64, ToolError> {
-            args.a.checked_add(args.b).ok_or(ToolError::Conflict {
-                tool: Self::NAME.into(),
-                reason: "overflow".into(),
-            })
+            args.a
+                .checked_add(args.b)
+                .ok_or(ToolError::Conflict { tool: Self::NAME.into(), reason: "overflow".into() })
         }
     }
 
@@ -491,7 +494,10 @@ mod tests {
         let none = set.restrict::<&str>(&[]).unwrap();
         let again = none.restrict(&["add"]).unwrap();
         assert!(again.names().is_empty());
-        assert_eq!(set.restrict(&["nope"]).unwrap_err(), ToolSetError::UnknownInAllowList("nope".into()));
+        assert_eq!(
+            set.restrict(&["nope"]).unwrap_err(),
+            ToolSetError::UnknownInAllowList("nope".into())
+        );
     }
 
     #[test]
@@ -506,7 +512,10 @@ mod tests {
         ] {
             let rec = block_on(set.call(&ctx(), "add", bad.clone()));
             assert!(
-                matches!(rec.outcome, ToolOutcome::Err { error: ToolError::InvalidArguments { .. } }),
+                matches!(
+                    rec.outcome,
+                    ToolOutcome::Err { error: ToolError::InvalidArguments { .. } }
+                ),
                 "{bad} gave {rec:?}"
             );
         }

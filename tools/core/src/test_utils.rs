@@ -1,5 +1,8 @@
 //! The tool conformance suite. Every tool crate runs it on each of its tools.
 
+// Conformance suites report violations by panicking, like `assert!`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use serde_json::{Value, json};
 
 use crate::{DynTool, ToolContext, ToolError, is_valid_tool_name};
@@ -35,7 +38,10 @@ pub async fn assert_tool_conformance(tool: &dyn DynTool, ctx: &ToolContext, vali
     assert!(is_valid_tool_name(&name), "tool name `{name}` is not provider-safe");
     assert_eq!(tool.name(), name, "definition name differs from tool name");
     assert!(!def.description.trim().is_empty(), "tool `{name}` has no description");
-    assert_eq!(def.parameters["type"], "object", "tool `{name}` parameters are not an object schema");
+    assert_eq!(
+        def.parameters["type"], "object",
+        "tool `{name}` parameters are not an object schema"
+    );
 
     for args in valid {
         if let Err(ToolError::InvalidArguments { reason, .. }) =

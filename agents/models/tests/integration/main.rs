@@ -1,5 +1,7 @@
 //! Integration tests of the real models fetched by `scripts/setup.sh`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use fenliu_knowledge::{Embedder, cosine, test_utils::assert_embedder_conformance};
@@ -44,9 +46,10 @@ async fn minilm_conforms_to_the_embedder_contract() {
 #[tokio::test]
 async fn minilm_batches_match_single_embeddings() {
     let e = minilm();
-    let texts: Vec<String> = ["short", "a much longer sentence that needs more tokens than the first"]
-        .map(String::from)
-        .to_vec();
+    let texts: Vec<String> =
+        ["short", "a much longer sentence that needs more tokens than the first"]
+            .map(String::from)
+            .to_vec();
     let batched = e.embed(&texts).await.unwrap();
     for (i, t) in texts.iter().enumerate() {
         let single = e.embed(std::slice::from_ref(t)).await.unwrap();
@@ -58,7 +61,10 @@ async fn minilm_batches_match_single_embeddings() {
 fn missing_or_corrupt_model_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let err = MiniLmEmbedder::load(dir.path(), MiniLmOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("config.json") && err.to_string().contains("setup.sh"), "{err}");
+    assert!(
+        err.to_string().contains("config.json") && err.to_string().contains("setup.sh"),
+        "{err}"
+    );
 
     let real = models_dir().join(MiniLmEmbedder::DIR_NAME);
     for f in ["config.json", "tokenizer.json"] {

@@ -1,5 +1,7 @@
 //! The order agent against the in-memory shop store: the contract suite and the policy flows.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use fenliu_agent::test_utils::{AgentHarness, assert_agent_conformance};
@@ -21,7 +23,12 @@ async fn setup() -> (Arc<MemoryShopStore>, ToolSet) {
 }
 
 fn customer(id: &str) -> CustomerRef {
-    CustomerRef { id: id.into(), name: id.into(), tier: CustomerTier::Regular, language: Language::En }
+    CustomerRef {
+        id: id.into(),
+        name: id.into(),
+        tier: CustomerTier::Regular,
+        language: Language::En,
+    }
 }
 
 fn decision() -> RouteDecision {
@@ -77,16 +84,21 @@ async fn order_agent_conforms() {
 #[tokio::test]
 async fn status_with_real_order_data() {
     let (_, tools) = setup().await;
-    let (reply, _, calls) = turn(&tools, "alice", "Where is my order W1000003?", serde_json::Value::Null).await;
+    let (reply, _, calls) =
+        turn(&tools, "alice", "Where is my order W1000003?", serde_json::Value::Null).await;
     let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
-    assert!(text.contains("#W1000003") && text.contains("shipped") && text.contains("UPS TRK5"), "{text}");
+    assert!(
+        text.contains("#W1000003") && text.contains("shipped") && text.contains("UPS TRK5"),
+        "{text}"
+    );
     assert_eq!(calls, ["get_order"]);
 }
 
 #[tokio::test]
 async fn order_id_in_a_second_turn() {
     let (_, tools) = setup().await;
-    let (reply, slots, calls) = turn(&tools, "alice", "where is my package?", serde_json::Value::Null).await;
+    let (reply, slots, calls) =
+        turn(&tools, "alice", "where is my package?", serde_json::Value::Null).await;
     let AgentReply::AskSlot { slot, text } = reply else { panic!("{reply:?}") };
     assert_eq!(slot, "order_id");
     assert!(text.contains("#W1000004"), "recent orders offered: {text}");
@@ -110,8 +122,12 @@ async fn another_customers_order_is_refused_without_data() {
 #[tokio::test]
 async fn cancel_needs_explicit_confirmation() {
     let (store, tools) = setup().await;
-    let (reply, slots, _) = turn(&tools, "alice", "Please cancel order W1000001", serde_json::Value::Null).await;
-    assert!(matches!(reply, AgentReply::AskSlot { ref slot, .. } if slot == "confirmation"), "{reply:?}");
+    let (reply, slots, _) =
+        turn(&tools, "alice", "Please cancel order W1000001", serde_json::Value::Null).await;
+    assert!(
+        matches!(reply, AgentReply::AskSlot { ref slot, .. } if slot == "confirmation"),
+        "{reply:?}"
+    );
     assert_eq!(store.order("#W1000001").await.unwrap().unwrap().status, OrderStatus::Pending);
 
     // An unclear answer asks again and changes nothing.
@@ -130,7 +146,8 @@ async fn cancel_needs_explicit_confirmation() {
 #[tokio::test]
 async fn declining_keeps_the_order_in_chinese() {
     let (store, tools) = setup().await;
-    let (_, slots, _) = turn(&tools, "alice", "帮我取消订单W1000004", serde_json::Value::Null).await;
+    let (_, slots, _) =
+        turn(&tools, "alice", "帮我取消订单W1000004", serde_json::Value::Null).await;
     let (reply, _, calls) = turn(&tools, "alice", "不要", slots).await;
     let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
     assert!(text.contains("保持不变"), "{text}");
