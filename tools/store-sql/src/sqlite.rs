@@ -1,0 +1,489 @@
+//! The SQLite backend: one file, WAL journal, writes serialised by `BEGIN IMMEDIATE`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use fenliu_tools_commerce::store::{
+    apply_cancellation, check_address_change, check_cancellable, check_ticket_transition,
+};
+use fenliu_tools_commerce::{
+    Address, CancelReason, Customer, ImportStats, NewTicket, Order, OrderStore, Product, ShopData,
+    StoreResult, Ticket, TicketEvent, TicketStatus, TicketStore, parse_ticket_id, ticket_id,
+};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::types::Json;
+use sqlx::{Sqlite, Transaction};
+
+use crate::CONNECT_TIMEOUT;
+use crate::common::*;
+use crate::error::{SqlBackend, SqlStoreError, query_failed};
+
+const BACKEND: SqlBackend = SqlBackend::Sqlite;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a writer waits for another writer's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections of a file database: WAL lets readers run beside the one writer.
+const MAX_CONNECTIONS: u32 = 4;
+
+fn failed(op: &'static str) -> impl FnOnce(sqlx::Error) -> fenliu_tools_commerce::StoreError {
+    query_failed(BACKEND, op)
+}
+
+/// The stored form of a timestamp: fixed-width UTC with microseconds, so text order is time order.
+fn ts(at: DateTime<Utc>) -> String {
+    micros(at).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The shop in a SQLite database: the embedded default.
+///
+/// Cloning is cheap and shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directories if missing) the database file at `path`,
+    /// and brings its schema up to date.
+    ///
+    /// The file is used in WAL mode with foreign keys on; a writer waits up to 5 s for another.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, SqlStoreError> {
+        let path = path.as_ref();
+        Self::open_with(SqliteConnectOptions::new().filename(path), path).await
+    }
+
+    /// Opens the database a `sqlite:` URL names: `sqlite:relative/path.db`,
+    /// `sqlite:///absolute/path.db`, or `sqlite::memory:` for [`SqliteStore::in_memory`].
+    pub async fn connect(url: &str) -> Result<Self, SqlStoreError> {
+        let invalid = |reason: &str| SqlStoreError::InvalidUrl { reason: reason.to_owned() };
+        if url.contains('\0') {
+            return Err(invalid("the URL contains a NUL character"));
+        }
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| invalid("a SQLite URL starts with `sqlite:`"))?;
+        let database = rest.split('?').next().unwrap_or_default();
+        if database == ":memory:" {
+            return Self::in_memory().await;
+        }
+        if database.is_empty() {
+            return Err(invalid("the SQLite URL names no database file"));
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| SqlStoreError::InvalidUrl { reason: e.to_string() })?;
+        let path = options.get_filename().to_owned();
+        Self::open_with(options, &path).await
+    }
+
+    /// A private database in memory, gone when the store is dropped: for tests and demos.
+    pub async fn in_memory() -> Result<Self, SqlStoreError> {
+        let target = ":memory:";
+        let options = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
+        // One connection that never closes: each connection to `:memory:` is its own database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|source| SqlStoreError::Connect {
+                backend: BACKEND,
+                target: target.into(),
+                source,
+            })?;
+        migrate(&pool, target).await?;
+        Ok(Self { pool })
+    }
+
+    async fn open_with(options: SqliteConnectOptions, path: &Path) -> Result<Self, SqlStoreError> {
+        let invalid = |reason: &str| SqlStoreError::InvalidPath {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if path.as_os_str().is_empty() {
+            return Err(invalid("the path is empty"));
+        }
+        if path.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err(invalid("the path contains a NUL character"));
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| SqlStoreError::CreateDir { path: dir.to_owned(), source })?;
+        }
+        let target = path.display().to_string();
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|source| SqlStoreError::Connect {
+                backend: BACKEND,
+                target: target.clone(),
+                source,
+            })?;
+        migrate(&pool, &target).await?;
+        tracing::info!(path = %target, "SQLite store open");
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for maintenance beyond the store traits.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes every connection (waiting for running queries); later calls fail with
+    /// [`StoreError::Backend`](fenliu_tools_commerce::StoreError::Backend).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction holding SQLite's write lock from its first statement, so that the
+    /// checks it makes still hold when it commits.
+    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("begin write transaction"))
+    }
+
+    /// Reads an order, applies `change` (which checks ownership and state), writes it back; all
+    /// under the write lock.
+    async fn modify_order(
+        &self,
+        order_id: &str,
+        change: impl FnOnce(&mut Order) -> StoreResult<()> + Send,
+    ) -> StoreResult<Order> {
+        if !plausible_id(order_id) {
+            return Err(not_found("order", order_id));
+        }
+        let mut tx = self.write().await?;
+        let row: Option<OrderRow> = sqlx::query_as(SELECT_ORDER)
+            .bind(order_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed("read order"))?;
+        let mut order = row.ok_or_else(|| not_found("order", order_id))?.into_order()?;
+        change(&mut order)?;
+        update_order(&mut tx, &order).await?;
+        tx.commit().await.map_err(failed("commit order change"))?;
+        Ok(order)
+    }
+}
+
+async fn migrate(pool: &SqlitePool, target: &str) -> Result<(), SqlStoreError> {
+    MIGRATOR.run(pool).await.map_err(|source| SqlStoreError::Migrate {
+        backend: BACKEND,
+        target: target.to_owned(),
+        source,
+    })
+}
+
+/// Writes the fields an order change may touch.
+async fn update_order(conn: &mut SqliteConnection, o: &Order) -> StoreResult<()> {
+    sqlx::query(UPDATE_ORDER)
+        .bind(&o.id)
+        .bind(o.status.as_str())
+        .bind(Json(&o.address))
+        .bind(Json(&o.payments))
+        .execute(conn)
+        .await
+        .map_err(failed("update order"))?;
+    Ok(())
+}
+
+async fn seed_customer(conn: &mut SqliteConnection, c: &Customer) -> StoreResult<usize> {
+    let done = sqlx::query(SEED_CUSTOMER)
+        .bind(&c.id)
+        .bind(&c.name.first)
+        .bind(&c.name.last)
+        .bind(&c.email)
+        .bind(enum_text(c.tier)?)
+        .bind(&c.language)
+        .bind(Json(&c.address))
+        .bind(Json(&c.payment_methods))
+        .execute(conn)
+        .await
+        .map_err(failed("write customer"))?;
+    Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+}
+
+async fn seed_product(conn: &mut SqliteConnection, p: &Product) -> StoreResult<usize> {
+    let done = sqlx::query(SEED_PRODUCT)
+        .bind(&p.id)
+        .bind(&p.name)
+        .bind(&p.category)
+        .bind(&p.description)
+        .bind(i64::from(p.warranty_months))
+        .bind(Json(&p.variants))
+        .execute(conn)
+        .await
+        .map_err(failed("write product"))?;
+    Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+}
+
+async fn seed_order(conn: &mut SqliteConnection, o: &Order) -> StoreResult<usize> {
+    let done = sqlx::query(SEED_ORDER)
+        .bind(&o.id)
+        .bind(&o.customer_id)
+        .bind(o.status.as_str())
+        .bind(ts(o.placed_at))
+        .bind(o.estimated_delivery)
+        .bind(o.delivered_at.map(ts))
+        .bind(Json(&o.address))
+        .bind(Json(&o.items))
+        .bind(Json(&o.fulfillments))
+        .bind(Json(&o.payments))
+        .execute(conn)
+        .await
+        .map_err(failed("write order"))?;
+    Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+}
+
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    ticket: i64,
+    e: &TicketEvent,
+) -> StoreResult<()> {
+    sqlx::query(INSERT_TICKET_EVENT)
+        .bind(ticket)
+        .bind(ts(e.at))
+        .bind(&e.actor)
+        .bind(e.from.map(TicketStatus::as_str))
+        .bind(e.to.as_str())
+        .bind(&e.note)
+        .execute(conn)
+        .await
+        .map_err(failed("write ticket event"))?;
+    Ok(())
+}
+
+impl OrderStore for SqliteStore {
+    async fn import(&self, data: &ShopData) -> StoreResult<ImportStats> {
+        validate_import(data)?;
+        let mut tx = self.write().await?;
+        let mut stats = ImportStats::default();
+        for c in &data.customers {
+            stats.customers += seed_customer(&mut tx, c).await?;
+        }
+        for p in &data.products {
+            stats.products += seed_product(&mut tx, p).await?;
+        }
+        for o in &data.orders {
+            stats.orders += seed_order(&mut tx, o).await?;
+        }
+        tx.commit().await.map_err(failed("commit import"))?;
+        Ok(stats)
+    }
+
+    async fn customer(&self, id: &str) -> StoreResult<Option<Customer>> {
+        if !plausible_id(id) {
+            return Ok(None);
+        }
+        let row: Option<CustomerRow> = sqlx::query_as(SELECT_CUSTOMER)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("read customer"))?;
+        row.map(CustomerRow::into_customer).transpose()
+    }
+
+    async fn product(&self, id: &str) -> StoreResult<Option<Product>> {
+        if !plausible_id(id) {
+            return Ok(None);
+        }
+        let row: Option<ProductRow> = sqlx::query_as(SELECT_PRODUCT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("read product"))?;
+        row.map(ProductRow::into_product).transpose()
+    }
+
+    async fn products(&self) -> StoreResult<Vec<Product>> {
+        let rows: Vec<ProductRow> = sqlx::query_as(SELECT_PRODUCTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("read products"))?;
+        rows.into_iter().map(ProductRow::into_product).collect()
+    }
+
+    async fn order(&self, id: &str) -> StoreResult<Option<Order>> {
+        if !plausible_id(id) {
+            return Ok(None);
+        }
+        let row: Option<OrderRow> = sqlx::query_as(SELECT_ORDER)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("read order"))?;
+        row.map(OrderRow::into_order).transpose()
+    }
+
+    async fn orders_of(&self, customer_id: &str) -> StoreResult<Vec<Order>> {
+        if !plausible_id(customer_id) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<OrderRow> = sqlx::query_as(SELECT_ORDERS_OF)
+            .bind(customer_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("read orders of customer"))?;
+        rows.into_iter().map(OrderRow::into_order).collect()
+    }
+
+    async fn cancel_order(
+        &self,
+        customer_id: &str,
+        order_id: &str,
+        _reason: CancelReason,
+    ) -> StoreResult<Order> {
+        self.modify_order(order_id, |order| {
+            check_cancellable(order, customer_id)?;
+            apply_cancellation(order);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_order_address(
+        &self,
+        customer_id: &str,
+        order_id: &str,
+        address: &Address,
+    ) -> StoreResult<Order> {
+        self.modify_order(order_id, |order| {
+            check_address_change(order, customer_id, address)?;
+            order.address = address.clone();
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl TicketStore for SqliteStore {
+    async fn create_ticket(&self, t: &NewTicket) -> StoreResult<Ticket> {
+        validate_ticket(t)?;
+        let now = micros(Utc::now());
+        let sla_due_at = micros(t.sla_due_at);
+        let created = TicketEvent {
+            at: now,
+            actor: t.actor.clone(),
+            from: None,
+            to: TicketStatus::Open,
+            note: "created".into(),
+        };
+        let mut tx = self.write().await?;
+        let number: i64 = sqlx::query_scalar(INSERT_TICKET)
+            .bind(&t.customer_id)
+            .bind(t.order_id.as_deref())
+            .bind(enum_text(t.kind)?)
+            .bind(enum_text(t.department)?)
+            .bind(enum_text(t.priority)?)
+            .bind(TicketStatus::Open.as_str())
+            .bind(&t.subject)
+            .bind(&t.description)
+            .bind(ts(now))
+            .bind(ts(now))
+            .bind(ts(sla_due_at))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed("write ticket"))?;
+        insert_event(&mut tx, number, &created).await?;
+        tx.commit().await.map_err(failed("commit new ticket"))?;
+        Ok(Ticket {
+            id: ticket_id(number),
+            customer_id: t.customer_id.clone(),
+            order_id: t.order_id.clone(),
+            kind: t.kind,
+            department: t.department,
+            priority: t.priority,
+            status: TicketStatus::Open,
+            subject: t.subject.clone(),
+            description: t.description.clone(),
+            created_at: now,
+            updated_at: now,
+            sla_due_at,
+            history: vec![created],
+        })
+    }
+
+    async fn ticket(&self, id: &str) -> StoreResult<Option<Ticket>> {
+        let Some(number) = parse_ticket_id(id) else {
+            return Ok(None);
+        };
+        let rows: Vec<TicketEventRow> = sqlx::query_as(SELECT_TICKET)
+            .bind(number)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("read ticket"))?;
+        Ok(tickets_from_rows(rows)?.pop())
+    }
+
+    async fn tickets_of(&self, customer_id: &str) -> StoreResult<Vec<Ticket>> {
+        if !plausible_id(customer_id) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<TicketEventRow> = sqlx::query_as(SELECT_TICKETS_OF)
+            .bind(customer_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("read tickets of customer"))?;
+        tickets_from_rows(rows)
+    }
+
+    async fn update_ticket_status(
+        &self,
+        id: &str,
+        to: TicketStatus,
+        actor: &str,
+        note: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Ticket> {
+        let number = parse_ticket_id(id).ok_or_else(|| not_found("ticket", id))?;
+        validate_status_change(actor, note, at)?;
+        let mut tx = self.write().await?;
+        let rows: Vec<TicketEventRow> = sqlx::query_as(SELECT_TICKET)
+            .bind(number)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed("read ticket"))?;
+        let mut ticket = tickets_from_rows(rows)?.pop().ok_or_else(|| not_found("ticket", id))?;
+        check_ticket_transition(&ticket, to)?;
+        let event = TicketEvent {
+            at: micros(at),
+            actor: actor.to_owned(),
+            from: Some(ticket.status),
+            to,
+            note: note.to_owned(),
+        };
+        sqlx::query(UPDATE_TICKET_STATUS)
+            .bind(number)
+            .bind(to.as_str())
+            .bind(ts(event.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("write ticket status"))?;
+        insert_event(&mut tx, number, &event).await?;
+        tx.commit().await.map_err(failed("commit ticket status"))?;
+        ticket.status = to;
+        ticket.updated_at = event.at;
+        ticket.history.push(event);
+        Ok(ticket)
+    }
+}
