@@ -356,16 +356,6 @@ impl<S: ConversationStore> Orchestrator<S> {
             tool_calls: Vec::new(),
             escalation: None,
         };
-        if decision.route == Route::HUMAN {
-            self.escalate(
-                state,
-                request,
-                &mut outcome,
-                Route::HUMAN,
-                EscalationReason::CustomerRequest,
-            );
-            return outcome;
-        }
         if self.supervisor.abstains(decision) {
             if state.clarifications >= self.limits.max_clarifications {
                 self.escalate(
@@ -383,6 +373,16 @@ impl<S: ConversationStore> Orchestrator<S> {
             return outcome;
         }
         state.clarifications = 0;
+        if decision.route == Route::HUMAN {
+            self.escalate(
+                state,
+                request,
+                &mut outcome,
+                Route::HUMAN,
+                EscalationReason::CustomerRequest,
+            );
+            return outcome;
+        }
 
         for _ in 0..=MAX_HANDOFFS {
             let route = decision.route.clone();

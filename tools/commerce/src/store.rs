@@ -58,14 +58,14 @@ pub enum CancelReason {
     OrderedByMistake,
 }
 
-/// Counts of an import.
+/// Records inserted by an import (existing records are not counted).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportStats {
-    /// Customers written.
+    /// Customers inserted.
     pub customers: usize,
-    /// Products written.
+    /// Products inserted.
     pub products: usize,
-    /// Orders written.
+    /// Orders inserted.
     pub orders: usize,
 }
 
@@ -82,7 +82,9 @@ pub struct ShopData {
 
 /// Customers, products and orders.
 pub trait OrderStore: Send + Sync {
-    /// Upserts everything in `data` (idempotent: importing twice changes nothing).
+    /// Seeds the store: inserts the records of `data` that do not exist yet and leaves existing
+    /// ones untouched, so re-importing the demo shop at every start never undoes a customer's
+    /// cancellation or address change. Returns the counts inserted.
     fn import(&self, data: &ShopData) -> impl Future<Output = StoreResult<ImportStats>> + Send;
     /// A customer by id.
     fn customer(&self, id: &str) -> impl Future<Output = StoreResult<Option<Customer>>> + Send;

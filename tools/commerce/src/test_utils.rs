@@ -55,20 +55,25 @@ impl MemoryShopStore {
 
 impl OrderStore for MemoryShopStore {
     async fn import(&self, data: &ShopData) -> StoreResult<ImportStats> {
+        fn seed<T: Clone>(
+            map: &mut BTreeMap<String, T>,
+            items: &[T],
+            id: impl Fn(&T) -> &str,
+        ) -> usize {
+            let mut inserted = 0;
+            for item in items {
+                if !map.contains_key(id(item)) {
+                    map.insert(id(item).to_owned(), item.clone());
+                    inserted += 1;
+                }
+            }
+            inserted
+        }
         let mut inner = self.lock();
-        for c in &data.customers {
-            inner.customers.insert(c.id.clone(), c.clone());
-        }
-        for p in &data.products {
-            inner.products.insert(p.id.clone(), p.clone());
-        }
-        for o in &data.orders {
-            inner.orders.insert(o.id.clone(), o.clone());
-        }
         Ok(ImportStats {
-            customers: data.customers.len(),
-            products: data.products.len(),
-            orders: data.orders.len(),
+            customers: seed(&mut inner.customers, &data.customers, |c| &c.id),
+            products: seed(&mut inner.products, &data.products, |p| &p.id),
+            orders: seed(&mut inner.orders, &data.orders, |o| &o.id),
         })
     }
 
@@ -314,7 +319,8 @@ pub async fn assert_order_store_conformance<S: OrderStore>(store: &S) {
     let shop = fixture_shop();
     let stats = store.import(&shop).await.expect("import");
     assert_eq!(stats, ImportStats { customers: 2, products: 2, orders: 5 });
-    store.import(&shop).await.expect("import is idempotent");
+    let again = store.import(&shop).await.expect("import is idempotent");
+    assert_eq!(again, ImportStats::default(), "re-import inserted records again");
     assert_eq!(store.products().await.expect("products").len(), 2, "re-import duplicated products");
 
     let alice = store.customer("alice").await.expect("customer").expect("alice exists");
@@ -376,6 +382,13 @@ pub async fn assert_order_store_conformance<S: OrderStore>(store: &S) {
         store.update_order_address("alice", "#W1000003", &address).await,
         Err(StoreError::InvalidState { .. })
     ));
+    // Re-seeding (every server start does) must not undo the customer's changes.
+    store.import(&shop).await.expect("re-import");
+    let order = store.order("#W1000001").await.expect("order").expect("exists");
+    assert_eq!(order.status, OrderStatus::Cancelled, "re-import reverted a cancellation");
+    let order = store.order("#W1000004").await.expect("order").expect("exists");
+    assert_eq!(order.address, address, "re-import reverted an address change");
+
     // Bob's order is untouched by all of the above.
     assert_eq!(store.order("#W2000001").await.expect("order").as_ref(), Some(&shop.orders[4]));
 }
