@@ -36,6 +36,29 @@ enum Command {
         #[arg(long)]
         customer: String,
     },
+    /// Train the supervisor from labelled CSV/JSONL files plus every agent's phrases.
+    Train {
+        /// Labelled files (CSV with `text`,`route` columns, or JSONL).
+        #[arg(long = "data", required = true)]
+        data: Vec<PathBuf>,
+        /// Where to write the router artefact.
+        #[arg(long, default_value = "data/router/default.json")]
+        out: PathBuf,
+        /// Folds of the cross-validation report (0 or 1: no report).
+        #[arg(long, default_value_t = 5)]
+        cv: usize,
+        /// Train the lexical stage only (no embedding model needed).
+        #[arg(long)]
+        no_embed: bool,
+    },
+    /// Route messages offline (arguments, or one per line on stdin) and show the decision.
+    Route {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Messages; read from stdin when none are given.
+        messages: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -51,6 +74,13 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Chat { customer } => chat(config, &customer).await,
+        Command::Train { data, out, cv, no_embed } => {
+            let args = fenliu_server::commands::TrainArgs { data, out, folds: cv, no_embed };
+            fenliu_server::commands::train(&config, &args).await
+        }
+        Command::Route { json, messages } => {
+            fenliu_server::commands::route(&config, messages, json).await
+        }
     }
 }
 

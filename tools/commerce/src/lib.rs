@@ -7,7 +7,9 @@
 //!   whose writes check ownership and state themselves;
 //! - the shop loader in [`demo`], reading `data/demo/` (derived from τ-bench retail, MIT);
 //! - the order tools in [`tools`] (`get_order`, `list_orders`, `cancel_order`,
-//!   `change_order_address`), scoped to the authenticated customer.
+//!   `change_order_address`), scoped to the authenticated customer;
+//! - the ticket and warranty tools in [`ticket_tools`] (`create_ticket`, `get_ticket`,
+//!   `list_tickets`, `check_warranty`), scoped the same way.
 //!
 //! It has no database dependency: SQLite and PostgreSQL implementations live in `fenliu-store-sql`;
 //! the `test-utils` feature adds an in-memory store and the conformance suites both must pass.
@@ -17,6 +19,7 @@ pub mod domain;
 pub mod store;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
+pub mod ticket_tools;
 pub mod tools;
 
 pub use demo::ShopLoadError;
