@@ -69,6 +69,9 @@ impl MiniLmEmbedder {
     /// Directory name of the model under `models/`, as `scripts/setup.sh` lays it out.
     pub const DIR_NAME: &'static str = "all-minilm-l6-v2";
 
+    /// The model's identity, stored with anything trained on its vectors (router heads, indexes).
+    pub const MODEL_ID: &'static str = "sentence-transformers/all-MiniLM-L6-v2";
+
     /// Loads the model from a directory holding `config.json`, `tokenizer.json` and
     /// `model.safetensors` (the layout `scripts/setup.sh` produces).
     pub fn load(dir: &Path, options: MiniLmOptions) -> Result<Self, ModelLoadError> {
@@ -107,7 +110,7 @@ impl MiniLmEmbedder {
                 device,
                 options: MiniLmOptions { max_tokens, batch_size: options.batch_size.max(1) },
             }),
-            model_id: format!("all-minilm-l6-v2@{}", dir_name(dir)),
+            model_id: MiniLmEmbedder::MODEL_ID.to_owned(),
             dimensions,
         })
     }
@@ -120,10 +123,6 @@ impl MiniLmEmbedder {
         }
         Ok(out)
     }
-}
-
-fn dir_name(dir: &Path) -> String {
-    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
 }
 
 impl Inner {
