@@ -70,6 +70,19 @@ pub fn phrases() -> Vec<(Route, TrainingPhrase)> {
         .collect()
 }
 
+/// Descriptions of the built-in routes for the LLM routing stage.
+pub fn descriptions() -> Vec<(Route, String)> {
+    vec![
+        (Route::HUMAN, "The customer explicitly asks to talk to a person, a human agent or a manager.".into()),
+        (
+            Route::OUT_OF_SCOPE,
+            "Anything an online shop's customer service does not handle: weather, travel, banking, \
+             trivia, jokes, homework."
+                .into(),
+        ),
+    ]
+}
+
 /// What the customer is told when a conversation goes to a person.
 pub fn handing_to_human(language: Language) -> String {
     match language {

@@ -5,17 +5,17 @@
 //! - [`Supervisor`]: routing (rules, stickiness, semantic k-NN over training phrases);
 //! - the turn loop, [`Orchestrator::handle_turn`]: conversation state and ownership, tool
 //!   allow-lists per agent, hand-offs, clarifying questions and escalation packages;
-//! - [`ConversationStore`]: where conversation state lives between turns.
+//! - the use of [`ConversationStore`] (defined in `fenliu-agent`): where state lives between turns.
 //!
 //! # Layout
 //! - `lib.rs`: errors, registry, the turn loop.
 //! - `supervisor.rs`: the router.
 //! - `builtin.rs`: the routes the orchestrator answers itself (`human`, `out_of_scope`).
-//! - `state.rs`: conversation state and its store.
 
 pub mod builtin;
-pub mod state;
+pub mod lexical;
 pub mod supervisor;
+pub mod training;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +31,9 @@ use fenliu_tool::{ToolCallRecord, ToolSet};
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
-pub use state::{ConversationState, ConversationStore, MemoryConversationStore};
+pub use fenliu_agent::state::{
+    ConversationState, ConversationStore, MemoryConversationStore, StateError,
+};
 pub use supervisor::{RouterConfig, Supervisor};
 
 /// What can go wrong handling a turn.
@@ -50,8 +52,8 @@ pub enum OrchestratorError {
     #[error(transparent)]
     Knowledge(#[from] KnowledgeError),
     /// Conversation state could not be loaded or saved.
-    #[error("conversation store error: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] StateError),
 }
 
 /// The registered specialist agents. Registration is the single place an agent is added.
@@ -108,6 +110,21 @@ impl AgentRegistry {
     /// An agent by id.
     pub fn get(&self, id: &str) -> Option<&Arc<dyn DynAgent>> {
         self.agents.get(id)
+    }
+
+    /// Every routable route with a description for the LLM stage: the agents' routes and the
+    /// built-in `human` and `out_of_scope`.
+    pub fn route_descriptions(&self) -> Vec<(Route, String)> {
+        let mut out: Vec<(Route, String)> = self
+            .agents
+            .values()
+            .flat_map(|a| {
+                let d = a.descriptor();
+                d.routes.into_iter().map(move |r| (r, d.description.clone()))
+            })
+            .collect();
+        out.extend(builtin::descriptions());
+        out
     }
 
     /// Training phrases of every agent, labelled with the agent's first route, plus the built-in
@@ -190,18 +207,32 @@ pub struct TurnOutcome {
     pub escalation: Option<EscalationPackage>,
 }
 
-/// Picks the reply language: Chinese if the message has Chinese, English if it has Latin words,
-/// else the customer's preference (a bare order id says nothing about language).
-pub fn reply_language(message: &str, customer: &CustomerRef) -> Language {
+/// The language a message clearly signals: Chinese if it has Chinese, English if it has a few
+/// Latin words, otherwise none (a bare order id or "ok" says nothing about language).
+fn signalled_language(message: &str) -> Option<Language> {
     if Language::detect(message) == Language::Zh {
-        Language::Zh
+        Some(Language::Zh)
     } else if message.chars().filter(|c| c.is_ascii_alphabetic()).count() >= 4
         && message.split_whitespace().count() >= 2
     {
-        Language::En
+        Some(Language::En)
     } else {
-        customer.language
+        None
     }
+}
+
+/// Picks the reply language: the message's own signal, else the language of the customer's most
+/// recent message that had one, else the customer's preference.
+pub fn reply_language(message: &str, customer: &CustomerRef, history: &[Turn]) -> Language {
+    signalled_language(message)
+        .or_else(|| {
+            history
+                .iter()
+                .rev()
+                .filter(|t| t.speaker == Speaker::Customer)
+                .find_map(|t| signalled_language(&t.text))
+        })
+        .unwrap_or(customer.language)
 }
 
 /// Hand-offs followed within one turn before the orchestrator stops and escalates.
@@ -285,7 +316,7 @@ impl<S: ConversationStore> Orchestrator<S> {
             )));
         }
         let mut state = self.load_state(&request).await?;
-        let language = reply_language(text, &request.customer);
+        let language = reply_language(text, &request.customer, &state.turns);
         state.push_turn(Turn {
             speaker: Speaker::Customer,
             text: text.to_owned(),

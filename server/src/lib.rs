@@ -10,5 +10,6 @@
 //! Nothing depends on this crate.
 
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod runtime;

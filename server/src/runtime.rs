@@ -8,23 +8,68 @@ use anyhow::Context as _;
 use fenliu_agent::{CustomerRef, CustomerTier, DynAgent, Language};
 use fenliu_knowledge::DynEmbedder;
 use fenliu_models::{MiniLmEmbedder, MiniLmOptions};
-use fenliu_orchestrator::{AgentRegistry, MemoryConversationStore, Orchestrator, Supervisor};
+use fenliu_orchestrator::training::RouterArtifact;
+use fenliu_orchestrator::{AgentRegistry, Orchestrator, Supervisor};
 use fenliu_store_sql::SqlStore;
 use fenliu_tool::ToolSet;
-use fenliu_tools_commerce::{Customer, DynOrderStore, ShopData, Tier};
+use fenliu_tools_commerce::{Customer, DynOrderStore, DynTicketStore, ShopData, Tier};
 use tracing::info;
 
 use crate::config::Config;
 
 /// The specialist agents this build ships. Registering an agent is one line here.
 pub fn agents() -> Vec<Arc<dyn DynAgent>> {
-    vec![Arc::new(fenliu_agent_order::OrderAgent::new())]
+    vec![
+        Arc::new(fenliu_agent_order::OrderAgent::new()),
+        Arc::new(fenliu_agent_after_sales::AfterSalesAgent::new()),
+        Arc::new(fenliu_agent_complaint::ComplaintAgent::new()),
+    ]
+}
+
+/// The registry of [`agents`].
+pub fn registry() -> anyhow::Result<AgentRegistry> {
+    let mut registry = AgentRegistry::new();
+    for agent in agents() {
+        registry.register(agent)?;
+    }
+    Ok(registry)
+}
+
+/// The MiniLM embedder from the configured models directory.
+pub fn load_embedder(config: &Config) -> anyhow::Result<Arc<dyn DynEmbedder>> {
+    let model_dir = config.models.dir.join(MiniLmEmbedder::DIR_NAME);
+    Ok(Arc::new(MiniLmEmbedder::load(&model_dir, MiniLmOptions::default())?))
+}
+
+/// The supervisor: the trained artefact from `router.model` when configured, the agents'
+/// phrases for the k-NN fallback, and the route descriptions for the LLM stage.
+pub async fn build_supervisor(
+    config: &Config,
+    registry: &AgentRegistry,
+    embedder: Arc<dyn DynEmbedder>,
+) -> anyhow::Result<Supervisor> {
+    let artifact = match &config.router.model {
+        Some(path) if !path.as_os_str().is_empty() => Some(RouterArtifact::load(path).context(
+            "loading the router model (train one with `fenliu train`, or set router.model = \"\" \
+             to route with the agents' phrases only)",
+        )?),
+        _ => None,
+    };
+    Ok(Supervisor::new(
+        embedder,
+        &registry.training_phrases(),
+        registry.route_descriptions(),
+        artifact,
+        config.router.clone(),
+    )
+    .await?)
 }
 
 /// A fully assembled instance.
 pub struct Runtime {
-    /// The turn loop.
-    pub orchestrator: Orchestrator<MemoryConversationStore>,
+    /// The turn loop; conversation state lives in the configured store, so a restart (or another
+    /// replica on the same PostgreSQL) continues every conversation.
+    pub orchestrator: Orchestrator<SqlStore>,
     /// Orders, customers, products.
     pub orders: Arc<dyn DynOrderStore>,
 }
@@ -50,24 +95,20 @@ impl Runtime {
         }
         let orders: Arc<dyn DynOrderStore> = store.clone();
 
-        let model_dir = config.models.dir.join(MiniLmEmbedder::DIR_NAME);
-        let embedder = MiniLmEmbedder::load(&model_dir, MiniLmOptions::default())?;
-        let embedder: Arc<dyn DynEmbedder> = Arc::new(embedder);
+        let embedder = load_embedder(config)?;
 
-        let tools = ToolSet::new(fenliu_tools_commerce::tools::order_tools(orders.clone()))?;
-        let mut registry = AgentRegistry::new();
-        for agent in agents() {
-            registry.register(agent)?;
-        }
-        let supervisor =
-            Supervisor::train(embedder, &registry.training_phrases(), config.router.clone())
-                .await?;
+        let tickets: Arc<dyn DynTicketStore> = store.clone();
+        let mut tools = fenliu_tools_commerce::tools::order_tools(orders.clone());
+        tools.extend(fenliu_tools_commerce::ticket_tools::ticket_tools(orders.clone(), tickets));
+        let tools = ToolSet::new(tools)?;
+        let registry = registry()?;
+        let supervisor = build_supervisor(config, &registry, embedder).await?;
         let orchestrator = Orchestrator::new(
             config.shop.tenant.clone(),
             registry,
             supervisor,
             tools,
-            MemoryConversationStore::new(),
+            SqlStore::clone(&store),
             config.limits.clone(),
         )?;
         info!(elapsed_ms = started.elapsed().as_millis() as u64, "runtime ready");

@@ -19,6 +19,7 @@
 
 pub mod conversation;
 pub mod model;
+pub mod state;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 
@@ -35,6 +36,7 @@ pub use model::{
     ChatMessage, ChatModel, ChatRequest, ChatResponse, ChatRole, ChatStream, DynChatModel,
     FinishReason, ModelError, ResponseFormat, StreamEvent, ToolCallRequest, ToolChoice, Usage,
 };
+pub use state::{ConversationState, ConversationStore, MemoryConversationStore, StateError};
 
 /// An example message that should be routed to an agent, used to train the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -247,6 +247,58 @@ fn reply_text(reply: &AgentReply) -> String {
     }
 }
 
+/// Checks a [`ConversationStore`](crate::state::ConversationStore): missing ids load as `None`,
+/// states round-trip exactly and are replaced whole, hostile ids and text are handled.
+pub async fn assert_conversation_store_conformance<S: crate::state::ConversationStore>(store: &S) {
+    use crate::state::ConversationState;
+    use crate::{Route, Speaker, Turn};
+
+    assert_eq!(store.load("conv-missing").await.expect("load missing"), None);
+    let mut state = ConversationState::new("conv-1".into(), "alice".into());
+    state.owner = Some("order".into());
+    state.route = Some(Route::ORDER);
+    state.slots = serde_json::json!({"order_id": "#W1000001", "pending": {"action": "cancel"}});
+    state.push_turn(Turn {
+        speaker: Speaker::Customer,
+        text: "我的订单 W1000001 到哪了？".into(),
+        at: state.updated_at,
+        agent: None,
+    });
+    store.save(&state).await.expect("save");
+    assert_eq!(store.load("conv-1").await.expect("load"), Some(state.clone()), "round trip");
+
+    state.owner = None;
+    state.slots = serde_json::Value::Null;
+    state.push_turn(Turn {
+        speaker: Speaker::Agent,
+        text: "It's shipped.".into(),
+        at: state.updated_at,
+        agent: Some("order".into()),
+    });
+    store.save(&state).await.expect("replace");
+    assert_eq!(store.load("conv-1").await.expect("load"), Some(state.clone()), "replaced whole");
+
+    let other = ConversationState::new("conv-2".into(), "bob".into());
+    store.save(&other).await.expect("save other");
+    assert_eq!(
+        store.load("conv-1").await.expect("load").map(|s| s.customer_id),
+        Some("alice".into())
+    );
+
+    for id in ["", "' OR '1'='1", "\u{0}", &"x".repeat(1 << 20)] {
+        assert_eq!(store.load(id).await.expect("hostile id loads as missing"), None);
+    }
+    let mut odd = ConversationState::new("conv-3".into(), "alice".into());
+    odd.push_turn(Turn {
+        speaker: Speaker::Customer,
+        text: "nul \u{0} and 🙂".into(),
+        at: odd.updated_at,
+        agent: None,
+    });
+    store.save(&odd).await.expect("text with NUL is stored");
+    assert!(store.load("conv-3").await.expect("load").is_some());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +313,13 @@ mod tests {
             assert!(matches!(r, Err(ModelError::Unavailable(_))));
         });
         assert_eq!(model.requests().len(), 2);
+    }
+
+    #[test]
+    fn memory_conversation_store_conforms() {
+        futures::executor::block_on(assert_conversation_store_conformance(
+            &crate::state::MemoryConversationStore::new(),
+        ));
     }
 
     #[test]

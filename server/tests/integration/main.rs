@@ -23,6 +23,7 @@ fn test_config(db: &std::path::Path) -> Config {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("models"));
     config.shop.seed_dir = Some(workspace().join("data/demo"));
+    config.router.model = Some(workspace().join("data/router/default.json"));
     config
 }
 
@@ -120,6 +121,38 @@ async fn order_id_in_second_turn_stays_with_the_order_agent() {
     let second = s.say("james_li_5688", "it's W2611340", Some(&first.conversation_id)).await;
     assert_eq!(second.decision.stage, "sticky");
     assert!(second.reply.contains("357962501027"), "{}", second.reply);
+}
+
+#[tokio::test]
+async fn conversations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let first = Runtime::build(&config).await.unwrap();
+    let customer = first.customer("james_li_5688").await.unwrap().unwrap();
+    let ask = first
+        .orchestrator
+        .handle_turn(fenliu_orchestrator::TurnRequest {
+            conversation_id: None,
+            customer: customer.clone(),
+            channel: fenliu_agent::Channel::Web,
+            text: "where is my package?".into(),
+        })
+        .await
+        .unwrap();
+    drop(first);
+    let second = Runtime::build(&config).await.unwrap();
+    let answer = second
+        .orchestrator
+        .handle_turn(fenliu_orchestrator::TurnRequest {
+            conversation_id: Some(ask.conversation_id.clone()),
+            customer,
+            channel: fenliu_agent::Channel::Web,
+            text: "it's W2611340".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer.decision.stage, "sticky", "ownership lost on restart");
+    assert!(answer.reply.contains("357962501027"), "{}", answer.reply);
 }
 
 #[tokio::test]
@@ -246,6 +279,7 @@ async fn chat_command_answers_in_the_terminal() {
         .env("FENLIU__STORE__PATH", dir.path().join("chat.sqlite"))
         .env("FENLIU__MODELS__DIR", &config.models.dir)
         .env("FENLIU__SHOP__SEED_DIR", workspace().join("data/demo"))
+        .env("FENLIU__ROUTER__MODEL", workspace().join("data/router/default.json"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -264,6 +298,7 @@ async fn chat_command_answers_in_the_terminal() {
         .env("FENLIU__STORE__PATH", dir.path().join("chat.sqlite"))
         .env("FENLIU__MODELS__DIR", &config.models.dir)
         .env("FENLIU__SHOP__SEED_DIR", workspace().join("data/demo"))
+        .env("FENLIU__ROUTER__MODEL", workspace().join("data/router/default.json"))
         .stdin(Stdio::null())
         .output()
         .await

@@ -21,6 +21,7 @@
 //! truncated before they are written, and what a write returns equals what a later read returns.
 
 mod common;
+mod conversations;
 mod error;
 mod postgres;
 mod sqlite;

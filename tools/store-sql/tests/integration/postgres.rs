@@ -44,7 +44,7 @@ async fn postgres_url_store_conforms_and_migrations_rerun() {
             .fetch_one(again.pool())
             .await
             .unwrap();
-        assert_eq!(applied, 1);
+        assert_eq!(applied, 2, "each migration recorded once");
         assert_order_store_conformance(&store).await;
         assert_ticket_store_conformance(&store).await;
         store.close().await;
@@ -94,6 +94,14 @@ async fn postgres_hostile_order_input() {
 async fn postgres_demo_shop_round_trips() {
     with_postgres("postgres_demo_shop_round_trips", |store, _| async move {
         scenarios::demo_shop_round_trips(&store, "PostgreSQL").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_conversation_store_conforms() {
+    with_postgres("postgres_conversation_store_conforms", |store, _| async move {
+        fenliu_agent::test_utils::assert_conversation_store_conformance(&store).await;
     })
     .await;
 }

@@ -70,7 +70,7 @@ async fn sqlite_data_persists_across_reopen_and_migrations_rerun() {
         .fetch_one(second.pool())
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2, "each migration recorded once");
     let order = second.order("#W1000001").await.unwrap().unwrap();
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.refunded(), 20.5);
@@ -132,4 +132,15 @@ async fn sqlite_hostile_order_input() {
 async fn sqlite_demo_shop_round_trips() {
     let (store, _dir) = sqlite_file().await;
     scenarios::demo_shop_round_trips(&store, "SQLite").await;
+}
+
+#[tokio::test]
+async fn sqlite_conversation_store_conforms_and_survives_reopening() {
+    let (store, dir) = sqlite_file().await;
+    fenliu_agent::test_utils::assert_conversation_store_conformance(&store).await;
+    let path = dir.path().join("shop.db");
+    drop(store);
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    let state = fenliu_agent::ConversationStore::load(&reopened, "conv-1").await.unwrap();
+    assert_eq!(state.map(|s| s.turns.len()), Some(2), "conversation state lost on restart");
 }

@@ -1,17 +1,22 @@
-//! Conversation state: who owns the conversation, the owner's slots, the turns so far.
+//! Conversation state between turns: who owns the conversation, the owner's slots, the turns.
 //!
-//! [`ConversationStore`] is the persistence contract; [`MemoryConversationStore`] keeps state in
-//! process. Any replica can serve any conversation once state lives in a shared database.
+//! [`ConversationStore`] is the persistence contract (SQLite and PostgreSQL implement it in
+//! `fenliu-store-sql`); [`MemoryConversationStore`] keeps state in process. Once state lives in a
+//! shared database any replica can serve any conversation, and a restart loses nothing.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use fenliu_agent::{Route, Turn};
 use serde::{Deserialize, Serialize};
 
-use crate::OrchestratorError;
+use crate::conversation::{Route, Turn};
+
+/// Conversation state could not be loaded or saved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("conversation store: {0}")]
+pub struct StateError(pub String);
 
 /// Turns kept in the state; older ones are summarised away by later work and dropped here so a
 /// long conversation cannot grow without bound.
@@ -72,12 +77,12 @@ pub trait ConversationStore: Send + Sync {
     fn load(
         &self,
         id: &str,
-    ) -> impl Future<Output = Result<Option<ConversationState>, OrchestratorError>> + Send;
+    ) -> impl Future<Output = Result<Option<ConversationState>, StateError>> + Send;
     /// Saves (inserts or replaces) a conversation's state.
     fn save(
         &self,
         state: &ConversationState,
-    ) -> impl Future<Output = Result<(), OrchestratorError>> + Send;
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
 }
 
 /// Conversation state in process memory.
@@ -94,11 +99,11 @@ impl MemoryConversationStore {
 }
 
 impl ConversationStore for MemoryConversationStore {
-    async fn load(&self, id: &str) -> Result<Option<ConversationState>, OrchestratorError> {
+    async fn load(&self, id: &str) -> Result<Option<ConversationState>, StateError> {
         Ok(self.states.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned())
     }
 
-    async fn save(&self, state: &ConversationState) -> Result<(), OrchestratorError> {
+    async fn save(&self, state: &ConversationState) -> Result<(), StateError> {
         self.states
             .lock()
             .unwrap_or_else(|e| e.into_inner())
