@@ -168,6 +168,71 @@ async fn cancel_with_confirmation_writes_to_the_database() {
     assert!(status.reply.contains("cancelled"), "{}", status.reply);
 }
 
+/// Plays a scripted conversation; returns every turn's response.
+async fn play(s: &Server, customer: &str, script: &[&str]) -> Vec<MessageResponse> {
+    let mut conversation: Option<String> = None;
+    let mut out = Vec::new();
+    for text in script {
+        let r = s.say(customer, text, conversation.as_deref()).await;
+        conversation = Some(r.conversation_id.clone());
+        out.push(r);
+    }
+    out
+}
+
+fn called(turns: &[MessageResponse], tool: &str) -> bool {
+    turns.iter().flat_map(|t| &t.tool_calls).any(|c| c.name == tool && c.output().is_some())
+}
+
+#[tokio::test]
+async fn repair_ticket_with_sla_in_english_and_chinese() {
+    let s = Server::start().await;
+    // noah_brown_6181's order #W7678072 was delivered recently and holds a wireless mouse.
+    let en = play(
+        &s,
+        "noah_brown_6181",
+        &["The mouse from order W7678072 stopped working, it double clicks", "repair", "yes"],
+    )
+    .await;
+    assert_eq!(en[0].route, "after_sales");
+    assert!(called(&en, "create_ticket"), "{:?}", en.iter().map(|t| &t.reply).collect::<Vec<_>>());
+    let last = &en.last().unwrap().reply;
+    assert!(last.contains("T-0"), "ticket id in the answer: {last}");
+
+    // A fresh shop: in the same one, the agent rightly refuses a second ticket for the same item.
+    let fresh = Server::start().await;
+    let zh =
+        play(&fresh, "noah_brown_6181", &["订单W7678072里的鼠标坏了，一直连击", "维修", "确认"])
+            .await;
+    assert_eq!(zh[0].route, "after_sales");
+    assert!(called(&zh, "create_ticket"), "{:?}", zh.iter().map(|t| &t.reply).collect::<Vec<_>>());
+    assert_eq!(zh.last().unwrap().language, fenliu_agent::Language::Zh);
+}
+
+#[tokio::test]
+async fn serious_complaints_escalate_with_priority_in_both_languages() {
+    let s = Server::start().await;
+    for text in [
+        "Your product caught fire and nearly injured my child, I will sue you",
+        "你们的产品漏电，差点伤到孩子，我要起诉你们",
+    ] {
+        let r = s.say("james_li_5688", text, None).await;
+        assert_eq!(r.route, "complaint", "{text}");
+        let package = r.escalation.as_ref().expect("escalated");
+        assert!(package.priority >= fenliu_agent::Priority::High, "{package:?}");
+        assert!(called(std::slice::from_ref(&r), "create_ticket"), "a complaint ticket is filed");
+    }
+}
+
+#[tokio::test]
+async fn a_topic_switch_mid_conversation_changes_agent() {
+    let s = Server::start().await;
+    let turns = play(&s, "james_li_5688", &["where is my package?", "Actually, your staff was extremely rude to me on the phone and I want to file a formal complaint"]).await;
+    assert_eq!(turns[0].agent.as_deref(), Some("order"));
+    assert_eq!(turns[1].route, "complaint", "{:?}", turns[1].decision);
+    assert_ne!(turns[1].decision.stage, "sticky");
+}
+
 #[tokio::test]
 async fn person_requests_escalate_and_out_of_scope_is_declined() {
     let s = Server::start().await;
@@ -177,9 +242,13 @@ async fn person_requests_escalate_and_out_of_scope_is_declined() {
         let package = r.escalation.expect("escalation package");
         assert_eq!(package.reason, fenliu_agent::EscalationReason::CustomerRequest);
     }
-    let r = s.say("james_li_5688", "What's the weather like in Paris tomorrow?", None).await;
-    assert_eq!(r.route, "out_of_scope");
-    assert!(r.escalation.is_none());
+    for text in ["What's the weather like in Paris tomorrow?", "帮我订一张明天去上海的机票"]
+    {
+        let r = s.say("james_li_5688", text, None).await;
+        assert_eq!(r.route, "out_of_scope", "{text}");
+        assert_eq!(r.kind, fenliu_orchestrator::ReplyKind::Refusal);
+        assert!(r.escalation.is_none());
+    }
 }
 
 #[tokio::test]
