@@ -4,6 +4,8 @@
 //! |---|---|---|
 //! | `POST` | `/v1/messages` | one customer message → the AI front line's reply |
 //! | `GET` | `/healthz` | liveness |
+//! | `POST` | `/v1/chat/completions` | the local chat model, OpenAI wire protocol (when served) |
+//! | `POST` | `/v1/embeddings` | the sentence embedder, OpenAI wire protocol |
 //!
 //! Errors are JSON `{"error": {"code": "...", "message": "..."}}` with a 4xx status for anything
 //! the caller can fix; internal failures are logged and answered with a generic 500.
@@ -166,11 +168,16 @@ struct AppState {
 
 /// The application router.
 pub fn router(runtime: Runtime, config: &ServerConfig) -> Router {
+    let served = crate::openai_api::ServedModels {
+        chat: runtime.local_chat.clone(),
+        embedder: runtime.embedder.clone(),
+    };
     let state = Arc::new(AppState { runtime, max_body_bytes: config.max_body_bytes });
     Router::new()
         .route("/v1/messages", post(post_message))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
+        .merge(crate::openai_api::routes(served))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower::limit::ConcurrencyLimitLayer::new(config.max_concurrent_requests))
         .layer(TimeoutLayer::with_status_code(

@@ -275,3 +275,95 @@ impl EmbeddingCache {
         std::fs::rename(tmp, path)
     }
 }
+
+/// Options of `fenliu bench route`.
+#[derive(Debug, Clone)]
+pub struct BenchRouteArgs {
+    /// Labelled messages to route (CSV/JSONL, as for training).
+    pub data: PathBuf,
+    /// Messages sampled from the file.
+    pub messages: usize,
+    /// Print JSON instead of a table.
+    pub json: bool,
+}
+
+/// Latency of one stage: how many decisions, p50 and p99 in microseconds.
+#[derive(Debug, Serialize)]
+struct StageLatency {
+    stage: String,
+    decisions: usize,
+    share: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// Routes a sample of labelled messages one at a time and reports latency per deciding stage and
+/// messages per second. Run it with `RAYON_NUM_THREADS=1` for the one-core figure.
+pub async fn bench_route(config: &Config, args: &BenchRouteArgs) -> anyhow::Result<()> {
+    let registry = registry()?;
+    let supervisor = build_supervisor(config, &registry, load_embedder(config)?).await?;
+    let (examples, _) = load_examples(&args.data)?;
+    // An even spread over the file, so every route and source is represented.
+    let step = (examples.len() / args.messages.max(1)).max(1);
+    let sample: Vec<&Example> = examples.iter().step_by(step).take(args.messages).collect();
+    anyhow::ensure!(!sample.is_empty(), "no messages in {}", args.data.display());
+    // Warm-up: first calls pay for lazy initialisation.
+    for e in sample.iter().take(10) {
+        supervisor.route(&e.text, None).await?;
+    }
+    let mut by_stage: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let started = std::time::Instant::now();
+    for e in &sample {
+        let t = std::time::Instant::now();
+        let d = supervisor.route(&e.text, None).await?;
+        by_stage.entry(d.stage).or_default().push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let total = started.elapsed().as_secs_f64();
+    let percentile = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v.get(i).copied().unwrap_or(0.0)
+    };
+    let mut all: Vec<f64> = by_stage.values().flatten().copied().collect();
+    let mut rows: Vec<StageLatency> = by_stage
+        .into_iter()
+        .map(|(stage, mut v)| StageLatency {
+            decisions: v.len(),
+            share: v.len() as f64 / sample.len() as f64,
+            p50_us: percentile(&mut v, 0.5),
+            p99_us: percentile(&mut v, 0.99),
+            stage,
+        })
+        .collect();
+    rows.push(StageLatency {
+        stage: "all".into(),
+        decisions: all.len(),
+        share: 1.0,
+        p50_us: percentile(&mut all, 0.5),
+        p99_us: percentile(&mut all, 0.99),
+    });
+    let per_second = sample.len() as f64 / total;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "messages": sample.len(), "messages_per_second": per_second, "stages": rows })
+        );
+    } else {
+        println!(
+            "{:<10} {:>9} {:>7} {:>10} {:>10}",
+            "stage", "decisions", "share", "p50 µs", "p99 µs"
+        );
+        for r in &rows {
+            println!(
+                "{:<10} {:>9} {:>6.1}% {:>10.0} {:>10.0}",
+                r.stage,
+                r.decisions,
+                r.share * 100.0,
+                r.p50_us,
+                r.p99_us
+            );
+        }
+        println!("{} messages in {total:.2} s: {per_second:.0} messages/s", sample.len());
+    }
+    Ok(())
+}

@@ -118,17 +118,22 @@ impl StoreConfig {
     }
 }
 
-/// Where the local models are.
+/// Where the local models are, and which of them this instance serves to others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelsConfig {
     /// The directory `scripts/setup.sh` fills.
     pub dir: PathBuf,
+    /// Load the local Gemma model and serve it on `/v1/chat/completions` (costs ~4 s at start and
+    /// ~0.5 GB of memory, so it is off unless asked for).
+    pub serve_chat: bool,
+    /// Compute threads of the local chat model (1 is safe on a busy machine).
+    pub chat_threads: usize,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("models") }
+        Self { dir: PathBuf::from("models"), serve_chat: false, chat_threads: 1 }
     }
 }
 
@@ -188,6 +193,12 @@ impl Config {
             return invalid(format!(
                 "limits.max_message_chars must be in 1..=100000, got {}",
                 self.limits.max_message_chars
+            ));
+        }
+        if self.models.chat_threads == 0 || self.models.chat_threads > 64 {
+            return invalid(format!(
+                "models.chat_threads must be in 1..=64, got {}",
+                self.models.chat_threads
             ));
         }
         if self.shop.tenant.trim().is_empty() {

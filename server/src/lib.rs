@@ -12,4 +12,5 @@
 pub mod app;
 pub mod commands;
 pub mod config;
+pub mod openai_api;
 pub mod runtime;

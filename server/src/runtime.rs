@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use fenliu_agent::{CustomerRef, CustomerTier, DynAgent, Language};
+use fenliu_agent::{CustomerRef, CustomerTier, DynAgent, DynChatModel, Language};
 use fenliu_knowledge::DynEmbedder;
-use fenliu_models::{MiniLmEmbedder, MiniLmOptions};
+use fenliu_models::{LocalGemma, LocalGemmaOptions, MiniLmEmbedder, MiniLmOptions};
 use fenliu_orchestrator::training::RouterArtifact;
 use fenliu_orchestrator::{AgentRegistry, Orchestrator, Supervisor};
 use fenliu_store_sql::SqlStore;
@@ -72,6 +72,10 @@ pub struct Runtime {
     pub orchestrator: Orchestrator<SqlStore>,
     /// Orders, customers, products.
     pub orders: Arc<dyn DynOrderStore>,
+    /// The sentence embedder (served on `/v1/embeddings`).
+    pub embedder: Arc<dyn DynEmbedder>,
+    /// The local chat model, when `models.serve_chat` is on (served on `/v1/chat/completions`).
+    pub local_chat: Option<Arc<dyn DynChatModel>>,
 }
 
 impl Runtime {
@@ -102,7 +106,16 @@ impl Runtime {
         tools.extend(fenliu_tools_commerce::ticket_tools::ticket_tools(orders.clone(), tickets));
         let tools = ToolSet::new(tools)?;
         let registry = registry()?;
-        let supervisor = build_supervisor(config, &registry, embedder).await?;
+        let supervisor = build_supervisor(config, &registry, embedder.clone()).await?;
+        let local_chat: Option<Arc<dyn DynChatModel>> = if config.models.serve_chat {
+            let options = LocalGemmaOptions {
+                threads: config.models.chat_threads,
+                ..LocalGemmaOptions::default()
+            };
+            Some(Arc::new(LocalGemma::load(&config.models.dir.join(LocalGemma::FILE), options)?))
+        } else {
+            None
+        };
         let orchestrator = Orchestrator::new(
             config.shop.tenant.clone(),
             registry,
@@ -112,7 +125,7 @@ impl Runtime {
             config.limits.clone(),
         )?;
         info!(elapsed_ms = started.elapsed().as_millis() as u64, "runtime ready");
-        Ok(Self { orchestrator, orders })
+        Ok(Self { orchestrator, orders, embedder, local_chat })
     }
 
     /// The authenticated customer, as agents see them.

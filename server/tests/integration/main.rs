@@ -37,8 +37,13 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(change: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = test_config(dir.path());
+        let mut config = test_config(dir.path());
+        change(&mut config);
         let runtime = Runtime::build(&config).await.expect("runtime (run scripts/setup.sh first)");
         let app = fenliu_server::app::router(runtime, &config.server);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -388,4 +393,80 @@ async fn bad_configuration_fails_at_start_with_the_key_named() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("router.min_confidence"), "{stderr}");
+}
+
+#[tokio::test]
+async fn local_models_are_served_over_the_openai_protocol() {
+    use fenliu_agent::{ChatMessage, ChatModel, ChatRequest, StreamEvent};
+    use fenliu_knowledge::{Embedder, cosine};
+    use fenliu_models::{OpenAiCompatible, OpenAiConfig, OpenAiEmbedder, OpenAiEmbedderOptions};
+    use futures::StreamExt;
+
+    let s = Server::start_with(|c| c.models.serve_chat = true).await;
+    // Our own hosted-model client, end to end against our own local model.
+    let client =
+        OpenAiCompatible::new(OpenAiConfig::new(format!("{}/v1", s.base), "local:gemma-3-270m"))
+            .unwrap();
+    let mut request = ChatRequest::new(vec![ChatMessage::user("What is the capital of France?")]);
+    request.max_tokens = Some(6);
+    request.temperature = Some(0.0);
+    let answer = client.chat(request.clone()).await.unwrap();
+    assert!(!answer.message.content.is_empty());
+    assert!(
+        answer.usage.prompt_tokens > 0 && answer.usage.completion_tokens <= 6,
+        "{:?}",
+        answer.usage
+    );
+
+    let mut stream = client.chat_stream(request).await.unwrap();
+    let mut streamed = String::new();
+    while let Some(event) = stream.next().await {
+        if let StreamEvent::Delta { text } = event.unwrap() {
+            streamed.push_str(&text);
+        }
+    }
+    assert_eq!(streamed, answer.message.content, "greedy streaming equals the JSON answer");
+
+    let embedder = OpenAiEmbedder::new(
+        OpenAiConfig::new(format!("{}/v1", s.base), "sentence-transformers/all-MiniLM-L6-v2"),
+        OpenAiEmbedderOptions::new(384),
+    )
+    .unwrap();
+    let texts: Vec<String> = [
+        "Where is my package?",
+        "How do I track my order?",
+        "I want to file a complaint about rude staff",
+    ]
+    .map(String::from)
+    .to_vec();
+    let v = embedder.embed(&texts).await.unwrap();
+    assert_eq!(v.len(), 3);
+    assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]) + 0.1, "served vectors keep their meaning");
+
+    // Hostile requests get OpenAI-shaped errors.
+    let post = |path: &str, body: serde_json::Value| {
+        s.client.post(format!("{}{path}", s.base)).json(&body).send()
+    };
+    let r = post(
+        "/v1/chat/completions",
+        json!({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = post("/v1/chat/completions", json!({"model": "local:gemma-3-270m", "messages": []}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = post(
+        "/v1/chat/completions",
+        json!({"model": "local:gemma-3-270m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request");
+    let r = post("/v1/embeddings", json!({"input": [1, 2]})).await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
 }
