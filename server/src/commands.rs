@@ -144,7 +144,7 @@ pub fn print_report(r: &CvReport) {
                 .map(move |(p, n)| (*n, format!("{truth} → {p}")))
         })
         .collect();
-    confusions.sort_by(|a, b| b.0.cmp(&a.0));
+    confusions.sort_by_key(|c| std::cmp::Reverse(c.0));
     let top: Vec<String> =
         confusions.iter().take(6).map(|(n, what)| format!("{what} ({n})")).collect();
     println!("most frequent confusions: {}", top.join(", "));
