@@ -59,6 +59,15 @@ enum Command {
         /// Messages; read from stdin when none are given.
         messages: Vec<String>,
     },
+    /// Contact-centre staffing (Erlang C): the people needed for a service-level target.
+    Staffing(StaffingArgs),
+    /// Simulate the human queue: the plain M/M/c case from flags, or a scenario file.
+    Simulate(SimulateArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
 }
 
 #[tokio::main]
@@ -81,6 +90,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Route { json, messages } => {
             fenliu_server::commands::route(&config, messages, json).await
         }
+        Command::Staffing(args) => staffing(&args),
+        Command::Simulate(args) => simulate(&args),
+        Command::Bench { what: BenchCommand::Dispatch(args) } => bench_dispatch(&args).await,
     }
 }
 
@@ -152,4 +164,263 @@ async fn chat(config: Config, customer_id: &str) -> anyhow::Result<()> {
             Err(e) => println!("  error: {e}"),
         }
     }
+}
+
+// ---- the human dispatcher's tools: `staffing`, `simulate`, `bench dispatch` ------------------
+
+#[derive(clap::Args)]
+struct StaffingArgs {
+    /// Contacts arriving per hour.
+    #[arg(long)]
+    arrivals_per_hour: f64,
+    /// Mean handle time in minutes.
+    #[arg(long)]
+    handle_minutes: f64,
+    /// Answer-time target in seconds.
+    #[arg(long, default_value_t = 20.0)]
+    target_seconds: f64,
+    /// Share to answer within the target: 0.8 or 80 (%).
+    #[arg(long, default_value_t = 0.8)]
+    service_level: f64,
+    /// Staffing levels shown below and above the answer.
+    #[arg(long, default_value_t = 3)]
+    around: u32,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn staffing(args: &StaffingArgs) -> anyhow::Result<()> {
+    use fenliu_dispatch::erlang::Staffing;
+    let level =
+        if args.service_level > 1.0 { args.service_level / 100.0 } else { args.service_level };
+    let s = Staffing {
+        arrivals_per_hour: args.arrivals_per_hour,
+        handle_seconds: args.handle_minutes * 60.0,
+        target_seconds: args.target_seconds,
+        service_level: level,
+    };
+    let needed = s.agents_needed().with_context(
+        || "arrivals, handle time and service level must be positive (service level below 100%)",
+    )?;
+    let rows = s.table(needed, args.around, args.around);
+    if args.json {
+        let out = serde_json::json!({
+            "load_erlangs": s.load(),
+            "agents_needed": needed,
+            "input": s,
+            "table": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{:.1} arrivals/h × {:.1} min = {:.2} Erlangs; target {:.0}% answered within {:.0} s",
+        s.arrivals_per_hour,
+        args.handle_minutes,
+        s.load(),
+        100.0 * level,
+        s.target_seconds
+    );
+    println!("agents needed: {needed}\n");
+    println!(
+        "{:>7} {:>9} {:>14} {:>14} {:>10}",
+        "agents", "P(wait)", "service level", "mean wait (s)", "occupancy"
+    );
+    for r in rows {
+        println!(
+            "{:>7} {:>8.1}% {:>13.1}% {:>14.1} {:>9.1}%{}",
+            r.agents,
+            100.0 * r.probability_wait,
+            100.0 * r.service_level,
+            r.mean_wait_seconds,
+            100.0 * r.occupancy,
+            if r.agents == needed { "  <- needed" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// A TOML scenario (arrival profile, AI share, teams, patience, policies); overrides the
+    /// plain-case flags.
+    #[arg(long, conflicts_with_all = ["arrivals_per_hour", "handle_minutes", "agents", "hours"])]
+    scenario: Option<PathBuf>,
+    /// Contacts arriving per hour.
+    #[arg(long, required_unless_present = "scenario")]
+    arrivals_per_hour: Option<f64>,
+    /// Mean handle time in minutes.
+    #[arg(long, required_unless_present = "scenario")]
+    handle_minutes: Option<f64>,
+    /// People.
+    #[arg(long, required_unless_present = "scenario")]
+    agents: Option<u32>,
+    /// Hours simulated.
+    #[arg(long, default_value_t = 8.0)]
+    hours: f64,
+    /// PRNG seed (overrides the scenario's).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Answer-time target in seconds for the service level (plain case).
+    #[arg(long, default_value_t = 20.0)]
+    target_seconds: f64,
+    /// Mean patience in minutes before a customer leaves (plain case; default: nobody leaves).
+    #[arg(long)]
+    patience_minutes: Option<f64>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    use fenliu_dispatch::sim::Scenario;
+    let mut scenario = match &args.scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Scenario::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => {
+            let mut s = Scenario::plain(
+                args.arrivals_per_hour.unwrap_or_default(),
+                args.handle_minutes.unwrap_or_default(),
+                args.agents.unwrap_or_default(),
+                args.hours,
+                0,
+            );
+            s.target_seconds = args.target_seconds;
+            s.patience_minutes = args.patience_minutes;
+            s
+        }
+    };
+    if let Some(seed) = args.seed {
+        scenario.seed = seed;
+    }
+    let reports = scenario.run_all()?;
+    if args.json {
+        let out = if args.scenario.is_none() && reports.len() == 1 {
+            serde_json::to_value(&reports[0])?
+        } else {
+            serde_json::json!({ "scenario": scenario, "runs": reports })
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "seed {}, {} h, {:.0} arrivals/h base, handle {:.1} min, target {:.0} s",
+        scenario.seed,
+        scenario.hours,
+        scenario.arrivals_per_hour,
+        scenario.handle_minutes,
+        scenario.target_seconds
+    );
+    println!(
+        "{:<16} {:>3} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
+        "policy",
+        "AI",
+        "to human",
+        "served",
+        "mean (s)",
+        "p50 (s)",
+        "p95 (s)",
+        "SL",
+        "util",
+        "abandon",
+        "VIP mean",
+        "VIP p95",
+        "skill"
+    );
+    for r in &reports {
+        println!(
+            "{:<16} {:>3} {:>8} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>7.1}% {:>7.1}% {:>7.1}% {:>9.1} {:>9.1} {:>6.1}%",
+            r.policy.name(),
+            if r.ai_front_line { "yes" } else { "no" },
+            r.to_humans,
+            r.served,
+            r.mean_wait_seconds,
+            r.p50_wait_seconds,
+            r.p95_wait_seconds,
+            100.0 * r.service_level,
+            100.0 * r.utilisation,
+            100.0 * r.abandonment,
+            r.priority_mean_wait_seconds,
+            r.priority_p95_wait_seconds,
+            100.0 * r.skill_match,
+        );
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Assignments per second of the human dispatcher, embedded and (with `--postgres`) on
+    /// PostgreSQL with several replicas.
+    Dispatch(BenchDispatchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchDispatchArgs {
+    /// People.
+    #[arg(long, default_value_t = 500)]
+    agents: usize,
+    /// Conversations arriving at once.
+    #[arg(long, default_value_t = 20_000)]
+    items: usize,
+    /// Also persist the embedded run to this SQLite file (created; use a scratch path).
+    #[arg(long)]
+    sqlite: Option<PathBuf>,
+    /// A PostgreSQL URL to benchmark too (its tables are created in the URL's search_path).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// PostgreSQL replicas (separate pools).
+    #[arg(long, default_value_t = 2)]
+    replicas: usize,
+    /// JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn bench_dispatch(args: &BenchDispatchArgs) -> anyhow::Result<()> {
+    use fenliu_dispatch::bench::{bench_policy, run, system_clock};
+    use fenliu_dispatch::{EmbeddedBackend, PostgresBackend};
+    let mut reports = Vec::new();
+    let memory = EmbeddedBackend::in_memory(bench_policy(), system_clock());
+    reports.push(run("embedded (memory)", &[memory], args.agents, args.items).await?);
+    if let Some(path) = &args.sqlite {
+        let b = EmbeddedBackend::open(path, bench_policy(), system_clock()).await?;
+        reports.push(
+            run("embedded (SQLite)", std::slice::from_ref(&b), args.agents, args.items).await?,
+        );
+        b.close().await;
+    }
+    if let Some(url) = &args.postgres {
+        let mut replicas = Vec::new();
+        for _ in 0..args.replicas.max(1) {
+            replicas.push(PostgresBackend::connect(url, bench_policy(), system_clock()).await?);
+        }
+        reports.push(run("postgres", &replicas, args.agents, args.items).await?);
+        for r in &replicas {
+            r.close().await;
+        }
+    }
+    for r in &reports {
+        if args.json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            println!(
+                "{:<18} replicas {:>2}  agents {:>5}  items {:>6}  offers {:>6} in {:>7.2} s of ticks = {:>9.0} assignments/s  (enqueue {:.2} s, total {:.2} s)",
+                r.backend,
+                r.replicas,
+                r.agents,
+                r.items,
+                r.offers,
+                r.tick_seconds,
+                r.assignments_per_second,
+                r.enqueue_seconds,
+                r.total_seconds
+            );
+        }
+    }
+    Ok(())
 }
