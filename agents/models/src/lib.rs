@@ -8,16 +8,28 @@
 //!   models behind any OpenAI-compatible endpoint (OpenAI, DeepSeek, vLLM, Ollama).
 //! - [`LocalGemma`] (module [`gemma`]): Gemma 3 270M from a GGUF file on candle, a local
 //!   [`fenliu_agent::ChatModel`] for offline deployments.
+//! - [`ModelRegistry`] (from a [`ModelsSection`]) and [`FallbackChain`] (module [`chain`]):
+//!   selection by configuration (a default and per-role overrides) and fallback chains with
+//!   circuit breakers.
 //!
 //! Models are loaded from local files only; nothing is downloaded at run time.
 
+pub mod chain;
 pub mod gemma;
 mod minilm;
 pub mod openai;
+mod registry;
 
+pub use chain::{
+    BreakerConfig, BreakerState, CircuitBreaker, Clock, FallbackChain, ManualClock, Permit,
+    ProviderStatus, SystemClock,
+};
 pub use gemma::{Generation, LocalGemma, LocalGemmaOptions, PromptFormat};
 pub use minilm::{MiniLmEmbedder, MiniLmOptions};
 pub use openai::{OpenAiCompatible, OpenAiConfig, OpenAiEmbedder, OpenAiEmbedderOptions, Secret};
+pub use registry::{
+    ChainConfig, LocalConfig, LocalPromptFormat, ModelRegistry, ModelsSection, ProviderConfig,
+};
 
 use std::path::PathBuf;
 
