@@ -245,7 +245,9 @@ pub struct Orchestrator<S> {
     supervisor: Supervisor,
     tools: ToolSet,
     conversations: S,
-    model: Option<Arc<dyn DynChatModel>>,
+    /// Chat model per agent id (configuration picks one per role; absent: the agent runs its
+    /// deterministic policy without a model).
+    models: BTreeMap<String, Arc<dyn DynChatModel>>,
     limits: TurnLimits,
 }
 
@@ -272,14 +274,14 @@ impl<S: ConversationStore> Orchestrator<S> {
             supervisor,
             tools,
             conversations,
-            model: None,
+            models: BTreeMap::new(),
             limits,
         })
     }
 
-    /// Gives agents a chat model.
-    pub fn with_model(mut self, model: Arc<dyn DynChatModel>) -> Self {
-        self.model = Some(model);
+    /// Gives one agent (by id) a chat model.
+    pub fn with_agent_model(mut self, agent: &str, model: Arc<dyn DynChatModel>) -> Self {
+        self.models.insert(agent.to_owned(), model);
         self
     }
 
@@ -463,7 +465,7 @@ impl<S: ConversationStore> Orchestrator<S> {
                 text,
                 &history,
                 decision,
-                self.model.as_deref(),
+                self.models.get(&descriptor.id).map(|m| m.as_ref()),
                 tools,
             );
             let result = agent.handle(&ctx, state.slots.take()).await;

@@ -4,6 +4,7 @@
 //! Every key has a default, so the embedded mode (SQLite under `data/`, models under `models/`)
 //! needs no file at all. Relative paths are relative to the working directory.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -129,11 +130,40 @@ pub struct ModelsConfig {
     pub serve_chat: bool,
     /// Compute threads of the local chat model (1 is safe on a busy machine).
     pub chat_threads: usize,
+    /// The provider or chain every role uses unless `roles` says otherwise; none: no chat model
+    /// (the router's LLM stage is off and agents run their deterministic policies).
+    pub default: Option<String>,
+    /// Per-role overrides: `router`, `summariser`, or an agent id (`order`, `after_sales`, …).
+    pub roles: BTreeMap<String, String>,
+    /// Named providers: `kind = "openai"` (any OpenAI-compatible endpoint) or `kind = "local"`.
+    pub providers: BTreeMap<String, fenliu_models::ProviderConfig>,
+    /// Named fallback chains of providers with their circuit-breaker settings.
+    pub chains: BTreeMap<String, fenliu_models::ChainConfig>,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("models"), serve_chat: false, chat_threads: 1 }
+        Self {
+            dir: PathBuf::from("models"),
+            serve_chat: false,
+            chat_threads: 1,
+            default: None,
+            roles: BTreeMap::new(),
+            providers: BTreeMap::new(),
+            chains: BTreeMap::new(),
+        }
+    }
+}
+
+impl ModelsConfig {
+    /// The chat-model part, as the model registry reads it.
+    pub fn section(&self) -> fenliu_models::ModelsSection {
+        fenliu_models::ModelsSection {
+            default: self.default.clone(),
+            roles: self.roles.clone(),
+            providers: self.providers.clone(),
+            chains: self.chains.clone(),
+        }
     }
 }
 

@@ -93,6 +93,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Staffing(args) => staffing(&args),
         Command::Simulate(args) => simulate(&args),
         Command::Bench { what: BenchCommand::Dispatch(args) } => bench_dispatch(&args).await,
+        Command::Bench { what: BenchCommand::Route(args) } => {
+            let args = fenliu_server::commands::BenchRouteArgs {
+                data: args.data,
+                messages: args.messages,
+                json: args.json,
+            };
+            fenliu_server::commands::bench_route(&config, &args).await
+        }
     }
 }
 
@@ -357,6 +365,22 @@ enum BenchCommand {
     /// Assignments per second of the human dispatcher, embedded and (with `--postgres`) on
     /// PostgreSQL with several replicas.
     Dispatch(BenchDispatchArgs),
+    /// Routing latency per deciding stage and messages per second (run with RAYON_NUM_THREADS=1
+    /// for the one-core figure).
+    Route(BenchRouteArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchRouteArgs {
+    /// Labelled messages to route.
+    #[arg(long, default_value = "data/training/routes.csv")]
+    data: PathBuf,
+    /// How many messages to route.
+    #[arg(long, default_value_t = 1000)]
+    messages: usize,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use fenliu_agent::{CustomerRef, CustomerTier, DynAgent, DynChatModel, Language};
 use fenliu_knowledge::DynEmbedder;
-use fenliu_models::{LocalGemma, LocalGemmaOptions, MiniLmEmbedder, MiniLmOptions};
+use fenliu_models::{LocalGemma, LocalGemmaOptions, MiniLmEmbedder, MiniLmOptions, ModelRegistry};
 use fenliu_orchestrator::training::RouterArtifact;
 use fenliu_orchestrator::{AgentRegistry, Orchestrator, Supervisor};
 use fenliu_store_sql::SqlStore;
@@ -65,6 +65,26 @@ pub async fn build_supervisor(
     .await?)
 }
 
+/// The chat models of `[models]`: providers and chains built once, roles checked against the
+/// router, the summariser and the registered agents.
+pub async fn chat_models(
+    config: &Config,
+    registry: &AgentRegistry,
+) -> anyhow::Result<ModelRegistry> {
+    let section = config.models.section();
+    let dir = config.models.dir.clone();
+    // Local models load from disk for a few seconds: off the async runtime.
+    let models =
+        tokio::task::spawn_blocking(move || ModelRegistry::build(&section, &dir)).await??;
+    let mut roles: Vec<String> =
+        vec![ModelRegistry::ROUTER.to_owned(), ModelRegistry::SUMMARISER.to_owned()];
+    roles.extend(registry.route_descriptions().into_iter().map(|(r, _)| r.to_string()));
+    roles.extend(agents().iter().map(|a| a.descriptor().id));
+    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+    models.check_roles(&roles)?;
+    Ok(models)
+}
+
 /// A fully assembled instance.
 pub struct Runtime {
     /// The turn loop; conversation state lives in the configured store, so a restart (or another
@@ -106,7 +126,11 @@ impl Runtime {
         tools.extend(fenliu_tools_commerce::ticket_tools::ticket_tools(orders.clone(), tickets));
         let tools = ToolSet::new(tools)?;
         let registry = registry()?;
-        let supervisor = build_supervisor(config, &registry, embedder.clone()).await?;
+        let models = chat_models(config, &registry).await?;
+        let mut supervisor = build_supervisor(config, &registry, embedder.clone()).await?;
+        if let Some(router_model) = models.for_role(ModelRegistry::ROUTER) {
+            supervisor = supervisor.with_llm(router_model);
+        }
         let local_chat: Option<Arc<dyn DynChatModel>> = if config.models.serve_chat {
             let options = LocalGemmaOptions {
                 threads: config.models.chat_threads,
@@ -124,6 +148,13 @@ impl Runtime {
             SqlStore::clone(&store),
             config.limits.clone(),
         )?;
+        let orchestrator = agents().iter().fold(orchestrator, |o, agent| {
+            let id = agent.descriptor().id;
+            match models.for_role(&id) {
+                Some(model) => o.with_agent_model(&id, model),
+                None => o,
+            }
+        });
         info!(elapsed_ms = started.elapsed().as_millis() as u64, "runtime ready");
         Ok(Self { orchestrator, orders, embedder, local_chat })
     }

@@ -383,6 +383,36 @@ async fn chat_command_answers_in_the_terminal() {
 }
 
 #[tokio::test]
+async fn chat_models_are_chosen_by_configuration_and_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // A role pointing at a provider that does not exist stops the start with its name.
+    let mut config = test_config(dir.path());
+    config.models.default = Some("nowhere".into());
+    let err = Runtime::build(&config).await.err().expect("must fail").to_string();
+    assert!(err.contains("nowhere"), "{err}");
+
+    // The local model as the agents' and router's model: the same conversation still works.
+    let mut config = test_config(dir.path());
+    let local: fenliu_models::ProviderConfig =
+        toml::from_str("kind = \"local\"\nmax_tokens = 8").unwrap();
+    config.models.providers.insert("local".into(), local);
+    config.models.default = Some("local".into());
+    let runtime = Runtime::build(&config).await.unwrap();
+    let customer = runtime.customer("james_li_5688").await.unwrap().unwrap();
+    let out = runtime
+        .orchestrator
+        .handle_turn(fenliu_orchestrator::TurnRequest {
+            conversation_id: None,
+            customer,
+            channel: fenliu_agent::Channel::Web,
+            text: "Where is my order #W2611340?".into(),
+        })
+        .await
+        .unwrap();
+    assert!(out.reply.contains("357962501027"), "{}", out.reply);
+}
+
+#[tokio::test]
 async fn bad_configuration_fails_at_start_with_the_key_named() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fenliu"))
         .arg("serve")
