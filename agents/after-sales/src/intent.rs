@@ -4,10 +4,9 @@
 //! Rules come first because they are exact, instant and explainable; the supervisor has already
 //! decided the message belongs to the after-sales route.
 
-use std::sync::LazyLock;
-
-use fenliu_tools_commerce::normalize_order_id;
-use regex::Regex;
+pub(crate) use fenliu_agent::text::confirmation;
+use fenliu_agent::text::{Match, contains_keyword, head_lower};
+pub use fenliu_tools_commerce::find_order_id as extract_order_id;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,27 +22,8 @@ pub enum RequestKind {
     Exchange,
 }
 
-/// Whether `keyword` occurs in `lower`. ASCII keywords must start a word (and, with `whole`, end
-/// one too); Chinese keywords match anywhere, as Chinese has no spaces between words.
-pub(crate) fn contains_keyword(lower: &str, keyword: &str, whole: bool) -> bool {
-    if !keyword.is_ascii() {
-        return lower.contains(keyword);
-    }
-    let is_word = |c: char| c.is_alphanumeric() && c.is_ascii();
-    lower.match_indices(keyword).any(|(i, k)| {
-        let starts = lower[..i].chars().next_back().is_none_or(|c| !is_word(c));
-        let ends = lower[i + k.len()..].chars().next().is_none_or(|c| !is_word(c));
-        starts && (!whole || ends)
-    })
-}
-
 fn any_keyword(lower: &str, keywords: &[&str]) -> bool {
-    keywords.iter().any(|k| contains_keyword(lower, k, false))
-}
-
-/// The first 2,000 characters, lowercased: rules never scan more of a hostile message.
-fn head_lower(message: &str) -> String {
-    message.chars().take(2_000).collect::<String>().to_lowercase()
+    keywords.iter().any(|k| contains_keyword(lower, k, Match::Prefix))
 }
 
 const EXCHANGE: &[&str] = &[
@@ -384,20 +364,6 @@ pub(crate) fn is_substantive(message: &str) -> bool {
     cleaned.chars().filter(|c| c.is_alphanumeric()).count() >= 3 && confirmation(&cleaned).is_none()
 }
 
-static ORDER_ID: LazyLock<Regex> = LazyLock::new(|| {
-    // A fixed pattern, covered by tests: it cannot fail to compile.
-    #[allow(clippy::expect_used)]
-    Regex::new(r"(?i)(?:^|[^a-z0-9])(#?\s?w\s?\d{5,12})(?:$|[^0-9])").expect("order id regex")
-});
-
-/// The first order id in a message (`W2611340`, `#w2611340`, `订单W2611340`), normalised.
-pub fn extract_order_id(message: &str) -> Option<String> {
-    let head: String = message.chars().take(2_000).collect();
-    ORDER_ID
-        .captures_iter(&head)
-        .find_map(|c| c.get(1).and_then(|m| normalize_order_id(m.as_str())))
-}
-
 /// Chinese words customers use for products, mapped to a word of the (English) product names.
 const ZH_PRODUCT_WORDS: &[(&str, &str)] = &[
     ("耳机", "headphones"),
@@ -462,7 +428,9 @@ pub(crate) fn pick_item(message: &str, items: &[(&str, &str)]) -> Option<usize> 
     let by_id: Vec<usize> = items
         .iter()
         .enumerate()
-        .filter(|(_, (id, _))| !id.is_empty() && contains_keyword(&lower, &id.to_lowercase(), true))
+        .filter(|(_, (id, _))| {
+            !id.is_empty() && contains_keyword(&lower, &id.to_lowercase(), Match::Word)
+        })
         .map(|(i, _)| i)
         .collect();
     if let Some(i) = unique(by_id) {
@@ -480,7 +448,9 @@ pub(crate) fn pick_item(message: &str, items: &[(&str, &str)]) -> Option<usize> 
         .enumerate()
         .filter(|(_, (_, name))| {
             let name_lower = name.to_lowercase();
-            words(name).iter().any(|w| contains_keyword(&lower, w.trim_end_matches('s'), false))
+            words(name)
+                .iter()
+                .any(|w| contains_keyword(&lower, w.trim_end_matches('s'), Match::Prefix))
                 || ZH_PRODUCT_WORDS
                     .iter()
                     .any(|(zh, en)| lower.contains(zh) && name_lower.contains(en))
@@ -500,73 +470,19 @@ fn position(lower: &str, n: usize) -> Option<usize> {
     let trimmed = lower.trim().trim_start_matches('#').trim_end_matches(['.', '!', '。']);
     let index = if let Ok(k) = trimmed.parse::<usize>() {
         k.checked_sub(1)
-    } else if let Some(k) = EN.iter().position(|w| contains_keyword(lower, w, true)) {
+    } else if let Some(k) = EN.iter().position(|w| contains_keyword(lower, w, Match::Word)) {
         Some(k)
     } else if let Some(rest) = lower.split('第').nth(1) {
         let first = rest.chars().next().map(String::from).unwrap_or_default();
         ZH.iter()
             .position(|w| *w == first)
             .or_else(|| first.parse::<usize>().ok().and_then(|k| k.checked_sub(1)))
-    } else if contains_keyword(lower, "last", true) || lower.contains("最后") {
+    } else if contains_keyword(lower, "last", Match::Word) || lower.contains("最后") {
         n.checked_sub(1)
     } else {
         None
     };
     index.filter(|i| *i < n)
-}
-
-/// Reads a confirmation: `Some(true)` for yes, `Some(false)` for no, `None` if unclear.
-pub(crate) fn confirmation(message: &str) -> Option<bool> {
-    let lower = message.trim().to_lowercase();
-    let lower = lower.trim_end_matches(['.', '!', '。', '！']);
-    if lower.chars().count() > 80 {
-        return None;
-    }
-    const NO: &[&str] = &[
-        "no",
-        "nope",
-        "don't",
-        "do not",
-        "not now",
-        "stop",
-        "wait",
-        "never mind",
-        "不",
-        "别",
-        "算了",
-        "否",
-    ];
-    const YES: &[&str] = &[
-        "yes",
-        "y",
-        "yeah",
-        "yep",
-        "sure",
-        "ok",
-        "okay",
-        "confirm",
-        "go ahead",
-        "please do",
-        "do it",
-        "open it",
-        "是",
-        "好",
-        "对",
-        "确认",
-        "可以",
-        "行",
-        "嗯",
-        "提交",
-    ];
-    let says = |words: &[&str]| words.iter().any(|w| contains_keyword(lower, w, true));
-    // Negation first: "不确认" and "no, don't" are refusals even though they contain a yes-word.
-    if says(NO) {
-        Some(false)
-    } else if says(YES) {
-        Some(true)
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]

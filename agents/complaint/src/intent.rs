@@ -4,11 +4,9 @@
 //! Every rule is a keyword list in English and Chinese, so each decision can be explained by the
 //! words that triggered it (they travel in the escalation package).
 
-use std::sync::LazyLock;
-
 use fenliu_agent::Sentiment;
-use fenliu_tools_commerce::normalize_order_id;
-use regex::Regex;
+use fenliu_agent::text::{self, Match};
+pub(crate) use fenliu_tools_commerce::find_order_id as extract_order_id;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -375,19 +373,10 @@ const POSITIVE: &[&str] = &[
 /// end with `*` (`injur*`: injured, injury); Chinese ones match anywhere, as Chinese has no spaces
 /// between words.
 fn contains_keyword(lower: &str, keyword: &str) -> bool {
-    if !keyword.is_ascii() {
-        return lower.contains(keyword);
+    match keyword.strip_suffix('*') {
+        Some(stem) => text::contains_keyword(lower, stem, Match::Prefix),
+        None => text::contains_keyword(lower, keyword, Match::Word),
     }
-    let (keyword, prefix) = match keyword.strip_suffix('*') {
-        Some(k) => (k, true),
-        None => (keyword, false),
-    };
-    let is_word = |c: char| c.is_alphanumeric() && c.is_ascii();
-    lower.match_indices(keyword).any(|(i, k)| {
-        let starts = lower[..i].chars().next_back().is_none_or(|c| !is_word(c));
-        let ends = lower[i + k.len()..].chars().next().is_none_or(|c| !is_word(c));
-        starts && (prefix || ends)
-    })
 }
 
 fn any_keyword(lower: &str, keywords: &[&str]) -> bool {
@@ -527,20 +516,6 @@ pub(crate) fn is_status_request(message: &str) -> bool {
         "有结果",
     ];
     any_keyword(&head_lower(message), STATUS)
-}
-
-static ORDER_ID: LazyLock<Regex> = LazyLock::new(|| {
-    // A fixed pattern, covered by tests: it cannot fail to compile.
-    #[allow(clippy::expect_used)]
-    Regex::new(r"(?i)(?:^|[^a-z0-9])(#?\s?w\s?\d{5,12})(?:$|[^0-9])").expect("order id regex")
-});
-
-/// The first order id in a message, normalised.
-pub(crate) fn extract_order_id(message: &str) -> Option<String> {
-    let head: String = message.chars().take(2_000).collect();
-    ORDER_ID
-        .captures_iter(&head)
-        .find_map(|c| c.get(1).and_then(|m| normalize_order_id(m.as_str())))
 }
 
 /// Text for a ticket: control and direction-override characters removed, at most `max` characters,

@@ -22,6 +22,7 @@ pub mod model;
 pub mod state;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
+pub mod text;
 
 use std::future::Future;
 use std::sync::Mutex;

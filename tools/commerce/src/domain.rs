@@ -312,6 +312,23 @@ pub fn normalize_order_id(raw: &str) -> Option<String> {
         .then(|| format!("#W{digits}"))
 }
 
+static ORDER_ID_IN_TEXT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    // A fixed pattern, covered by tests: it cannot fail to compile. The id must not be glued to a
+    // preceding letter or digit ("HW12345") or followed by a digit.
+    #[allow(clippy::expect_used)]
+    regex::Regex::new(r"(?i)(?:^|[^a-z0-9])(#?\s?w\s?\d{5,12})(?:$|[^0-9])")
+        .expect("order id regex")
+});
+
+/// The first order id in a free-text message (`W2611340`, `#w2611340`, `订单W2611340`),
+/// normalised; only the first 2,000 characters are scanned.
+pub fn find_order_id(message: &str) -> Option<String> {
+    let head: String = message.chars().take(2_000).collect();
+    ORDER_ID_IN_TEXT
+        .captures_iter(&head)
+        .find_map(|c| c.get(1).and_then(|m| normalize_order_id(m.as_str())))
+}
+
 /// What a ticket is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -534,6 +551,15 @@ mod tests {
             assert_eq!(normalize_order_id(bad), None, "{bad:?}");
         }
         assert_eq!(normalize_order_id(&format!("W{}", "9".repeat(100))), None);
+    }
+
+    #[test]
+    fn order_ids_in_text() {
+        assert_eq!(find_order_id("it's W2611340").as_deref(), Some("#W2611340"));
+        assert_eq!(find_order_id("订单W2611340到哪了").as_deref(), Some("#W2611340"));
+        assert_eq!(find_order_id("model HW123456"), None);
+        assert_eq!(find_order_id("W2611340 and W1000001").as_deref(), Some("#W2611340"));
+        assert_eq!(find_order_id(&"W".repeat(100_000)), None);
     }
 
     #[test]
