@@ -247,6 +247,46 @@ fn reply_text(reply: &AgentReply) -> String {
     }
 }
 
+/// What one agent turn produced: the reply, the agent's new slots and the tools it called.
+pub type TurnResult = (AgentReply, serde_json::Value, Vec<String>);
+
+/// Runs one turn of an agent as the orchestrator would: the agent's allow-list applied to
+/// `tools`, the customer's language detected from the message, the agent's first route as the
+/// decision. Agent tests use it to play conversations without a supervisor.
+pub async fn run_turn(
+    agent: &dyn DynAgent,
+    tools: &ToolSet,
+    customer: &CustomerRef,
+    message: &str,
+    history: &[crate::Turn],
+    slots: serde_json::Value,
+) -> Result<TurnResult, crate::AgentError> {
+    let descriptor = agent.descriptor();
+    let decision = RouteDecision {
+        route: descriptor.routes.first().cloned().unwrap_or(crate::Route::OUT_OF_SCOPE),
+        confidence: 0.9,
+        stage: "test".into(),
+        alternatives: Vec::new(),
+        reason: String::new(),
+    };
+    let restricted = tools.restrict(&descriptor.tools).expect("allow-list names registered tools");
+    let ctx = AgentContext::new(
+        "test",
+        "conv-test",
+        customer,
+        Channel::Web,
+        Language::detect(message),
+        message,
+        history,
+        &decision,
+        None,
+        restricted,
+    );
+    let (reply, slots) = agent.handle(&ctx, slots).await?;
+    let calls = ctx.into_tool_calls().into_iter().map(|c| c.name).collect();
+    Ok((reply, slots, calls))
+}
+
 /// Checks a [`ConversationStore`](crate::state::ConversationStore): missing ids load as `None`,
 /// states round-trip exactly and are replaced whole, hostile ids and text are handled.
 pub async fn assert_conversation_store_conformance<S: crate::state::ConversationStore>(store: &S) {

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use fenliu_agent::test_utils::{AgentHarness, assert_agent_conformance};
+use fenliu_agent::test_utils::{AgentHarness, TurnResult, assert_agent_conformance, run_turn};
 use fenliu_agent::{
-    AgentContext, AgentReply, Channel, CustomerRef, CustomerTier, DynAgent, EscalationReason,
-    Language, Priority, Route, RouteDecision, Speaker, Turn,
+    AgentReply, CustomerRef, CustomerTier, EscalationReason, Language, Priority, Route, Speaker,
+    Turn,
 };
 use fenliu_agent_after_sales::{AfterSalesAgent, AfterSalesSlots};
 use fenliu_tool::ToolSet;
@@ -103,16 +103,6 @@ fn customer(id: &str) -> CustomerRef {
     }
 }
 
-fn decision() -> RouteDecision {
-    RouteDecision {
-        route: Route::AFTER_SALES,
-        confidence: 0.9,
-        stage: "test".into(),
-        alternatives: vec![],
-        reason: String::new(),
-    }
-}
-
 /// Runs one turn; returns the reply, the new slots and the names of the tools called.
 async fn turn(
     tools: &ToolSet,
@@ -123,34 +113,15 @@ async fn turn(
     turn_after(tools, who, message, slots, &[]).await
 }
 
-/// Runs one turn of a conversation with earlier turns (the last one is `message` itself, as the
-/// orchestrator records it before routing).
+/// Runs one turn after earlier `history`.
 async fn turn_after(
     tools: &ToolSet,
     who: &str,
     message: &str,
     slots: serde_json::Value,
     history: &[Turn],
-) -> (AgentReply, serde_json::Value, Vec<String>) {
-    let agent = AfterSalesAgent::new();
-    let customer = customer(who);
-    let d = decision();
-    let restricted = tools.restrict(&DynAgent::descriptor(&agent).tools).unwrap();
-    let ctx = AgentContext::new(
-        "t",
-        "c1",
-        &customer,
-        Channel::Web,
-        Language::detect(message),
-        message,
-        history,
-        &d,
-        None,
-        restricted,
-    );
-    let (reply, slots) = DynAgent::handle(&agent, &ctx, slots).await.unwrap();
-    let calls = ctx.into_tool_calls().into_iter().map(|c| c.name).collect();
-    (reply, slots, calls)
+) -> TurnResult {
+    run_turn(&AfterSalesAgent::new(), tools, &customer(who), message, history, slots).await.unwrap()
 }
 
 /// Runs a conversation, asserting every turn but the last asks for a slot.

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use fenliu_agent::test_utils::{AgentHarness, assert_agent_conformance};
+use fenliu_agent::test_utils::{AgentHarness, TurnResult, assert_agent_conformance, run_turn};
 use fenliu_agent::{
-    AgentContext, AgentReply, Channel, CustomerRef, CustomerTier, DynAgent, EscalationPackage,
-    EscalationReason, Language, Priority, Route, RouteDecision, Sentiment,
+    AgentReply, CustomerRef, CustomerTier, EscalationPackage, EscalationReason, Language, Priority,
+    Route, Sentiment,
 };
 use fenliu_agent_complaint::ComplaintAgent;
 use fenliu_tool::ToolSet;
@@ -59,42 +59,9 @@ fn customer(id: &str) -> CustomerRef {
     }
 }
 
-fn decision() -> RouteDecision {
-    RouteDecision {
-        route: Route::COMPLAINT,
-        confidence: 0.9,
-        stage: "test".into(),
-        alternatives: vec![],
-        reason: String::new(),
-    }
-}
-
 /// Runs one turn; returns the reply, the new slots and the names of the tools called.
-async fn turn(
-    tools: &ToolSet,
-    who: &str,
-    message: &str,
-    slots: serde_json::Value,
-) -> (AgentReply, serde_json::Value, Vec<String>) {
-    let agent = ComplaintAgent::new();
-    let customer = customer(who);
-    let d = decision();
-    let restricted = tools.restrict(&DynAgent::descriptor(&agent).tools).unwrap();
-    let ctx = AgentContext::new(
-        "t",
-        "c1",
-        &customer,
-        Channel::Web,
-        Language::detect(message),
-        message,
-        &[],
-        &d,
-        None,
-        restricted,
-    );
-    let (reply, slots) = DynAgent::handle(&agent, &ctx, slots).await.unwrap();
-    let calls = ctx.into_tool_calls().into_iter().map(|c| c.name).collect();
-    (reply, slots, calls)
+async fn turn(tools: &ToolSet, who: &str, message: &str, slots: serde_json::Value) -> TurnResult {
+    run_turn(&ComplaintAgent::new(), tools, &customer(who), message, &[], slots).await.unwrap()
 }
 
 async fn only_ticket(store: &MemoryShopStore, customer: &str) -> Ticket {

@@ -4,11 +4,8 @@
 
 use std::sync::Arc;
 
-use fenliu_agent::test_utils::{AgentHarness, assert_agent_conformance};
-use fenliu_agent::{
-    AgentContext, AgentReply, Channel, CustomerRef, CustomerTier, DynAgent, Language, Route,
-    RouteDecision,
-};
+use fenliu_agent::test_utils::{AgentHarness, TurnResult, assert_agent_conformance, run_turn};
+use fenliu_agent::{AgentReply, CustomerRef, CustomerTier, Language};
 use fenliu_agent_order::{OrderAgent, OrderSlots};
 use fenliu_tool::ToolSet;
 use fenliu_tools_commerce::test_utils::{MemoryShopStore, fixture_shop};
@@ -31,42 +28,9 @@ fn customer(id: &str) -> CustomerRef {
     }
 }
 
-fn decision() -> RouteDecision {
-    RouteDecision {
-        route: Route::ORDER,
-        confidence: 0.9,
-        stage: "test".into(),
-        alternatives: vec![],
-        reason: String::new(),
-    }
-}
-
 /// Runs one turn; returns the reply, the new slots and the names of the tools called.
-async fn turn(
-    tools: &ToolSet,
-    who: &str,
-    message: &str,
-    slots: serde_json::Value,
-) -> (AgentReply, serde_json::Value, Vec<String>) {
-    let agent = OrderAgent::new();
-    let customer = customer(who);
-    let d = decision();
-    let restricted = tools.restrict(&DynAgent::descriptor(&agent).tools).unwrap();
-    let ctx = AgentContext::new(
-        "t",
-        "c1",
-        &customer,
-        Channel::Web,
-        Language::detect(message),
-        message,
-        &[],
-        &d,
-        None,
-        restricted,
-    );
-    let (reply, slots) = DynAgent::handle(&agent, &ctx, slots).await.unwrap();
-    let calls = ctx.into_tool_calls().into_iter().map(|c| c.name).collect();
-    (reply, slots, calls)
+async fn turn(tools: &ToolSet, who: &str, message: &str, slots: serde_json::Value) -> TurnResult {
+    run_turn(&OrderAgent::new(), tools, &customer(who), message, &[], slots).await.unwrap()
 }
 
 #[tokio::test]
