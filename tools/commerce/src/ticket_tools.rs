@@ -18,11 +18,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Department, NewTicket, Order, OrderStatus, Ticket, TicketKind, TicketPriority, TicketStatus,
-    normalize_order_id, parse_ticket_id, ticket_id,
+    Department, NewTicket, OrderStatus, Ticket, TicketKind, TicketPriority, TicketStatus,
+    parse_ticket_id, ticket_id,
 };
-use crate::store::{DynOrderStore, DynTicketStore, StoreError};
-use crate::tools::store_error;
+use crate::store::{DynOrderStore, DynTicketStore};
+use crate::tools::{owned_order, store_error};
 
 /// Where the tools get "now" from.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -111,24 +111,6 @@ pub fn extract_ticket_id(message: &str) -> Option<String> {
 
 fn invalid(tool: &str, reason: &str) -> ToolError {
     ToolError::InvalidArguments { tool: tool.to_owned(), reason: reason.to_owned() }
-}
-
-/// Loads an order and checks that the authenticated customer owns it.
-async fn owned_order(
-    store: &dyn DynOrderStore,
-    tool: &str,
-    ctx: &ToolContext,
-    raw_id: &str,
-) -> Result<Order, ToolError> {
-    let id = normalize_order_id(raw_id)
-        .ok_or_else(|| invalid(tool, "order_id must look like #W1234567"))?;
-    match store.order(&id).await.map_err(|e| store_error(tool, e))? {
-        None => Err(ToolError::NotFound { tool: tool.to_owned(), what: format!("order {id}") }),
-        Some(order) if order.customer_id != ctx.customer_id => {
-            Err(store_error(tool, StoreError::NotOwner { what: format!("order {id}") }))
-        }
-        Some(order) => Ok(order),
-    }
 }
 
 /// Loads a ticket and checks that the authenticated customer owns it.

@@ -39,8 +39,9 @@ fn parse_order_id(tool: &str, raw: &str) -> Result<String, ToolError> {
     })
 }
 
-/// Loads an order and checks that the authenticated customer owns it.
-async fn owned_order(
+/// Loads an order and checks that the authenticated customer owns it: every order tool and the
+/// ticket tools go through this one check.
+pub(crate) async fn owned_order(
     store: &dyn DynOrderStore,
     tool: &str,
     ctx: &ToolContext,
