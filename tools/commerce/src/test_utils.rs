@@ -201,6 +201,23 @@ impl TicketStore for MemoryShopStore {
     }
 }
 
+/// Every commerce tool (orders and tickets) over one in-memory store, with the ticket tools'
+/// clock fixed at `now` so SLA due times and warranty windows are deterministic.
+pub fn shop_tools(
+    store: &std::sync::Arc<MemoryShopStore>,
+    now: DateTime<Utc>,
+) -> fenliu_tool::ToolSet {
+    let orders: std::sync::Arc<dyn DynOrderStore> = store.clone();
+    let tickets: std::sync::Arc<dyn DynTicketStore> = store.clone();
+    let mut tools = crate::tools::order_tools(orders.clone());
+    tools.extend(crate::ticket_tools::ticket_tools_with_clock(
+        orders,
+        tickets,
+        crate::ticket_tools::fixed_clock(now),
+    ));
+    fenliu_tool::ToolSet::new(tools).expect("the commerce tools have unique, valid names")
+}
+
 /// A small shop used by unit tests and the conformance suites: two customers (one VIP), two
 /// products, four orders of `alice` in different statuses and one of `bob`.
 pub fn fixture_shop() -> ShopData {

@@ -13,9 +13,7 @@ use fenliu_agent::{
 };
 use fenliu_agent_after_sales::{AfterSalesAgent, AfterSalesSlots};
 use fenliu_tool::ToolSet;
-use fenliu_tools_commerce::test_utils::{MemoryShopStore, fixture_shop};
-use fenliu_tools_commerce::ticket_tools::{fixed_clock, ticket_tools_with_clock};
-use fenliu_tools_commerce::tools::order_tools;
+use fenliu_tools_commerce::test_utils::{MemoryShopStore, fixture_shop, shop_tools};
 use fenliu_tools_commerce::{
     Department, DynOrderStore, DynTicketStore, Order, OrderItem, OrderStatus, ShopData, Ticket,
     TicketKind, TicketPriority, Tier,
@@ -87,11 +85,8 @@ async fn setup() -> (Arc<MemoryShopStore>, ToolSet) {
     let store = Arc::new(MemoryShopStore::new());
     store.import(&fixture_shop()).await.unwrap();
     store.import(&carol_shop()).await.unwrap();
-    let orders: Arc<dyn DynOrderStore> = store.clone();
-    let tickets: Arc<dyn DynTicketStore> = store.clone();
-    let mut tools = order_tools(orders.clone());
-    tools.extend(ticket_tools_with_clock(orders, tickets, fixed_clock(now())));
-    (store, ToolSet::new(tools).unwrap())
+    let tools = shop_tools(&store, now());
+    (store, tools)
 }
 
 fn customer(id: &str) -> CustomerRef {
