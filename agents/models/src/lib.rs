@@ -11,9 +11,11 @@
 //! - [`ModelRegistry`] (from a [`ModelsSection`]) and [`FallbackChain`] (module [`chain`]):
 //!   selection by configuration (a default and per-role overrides) and fallback chains with
 //!   circuit breakers.
+//! - [`bench`]: `fenliu bench models` (load time, prompt and decode tokens/s, embeddings/s).
 //!
 //! Models are loaded from local files only; nothing is downloaded at run time.
 
+pub mod bench;
 pub mod chain;
 pub mod gemma;
 mod minilm;
@@ -24,7 +26,7 @@ pub use chain::{
     BreakerConfig, BreakerState, CircuitBreaker, Clock, FallbackChain, ManualClock, Permit,
     ProviderStatus, SystemClock,
 };
-pub use gemma::{Generation, LocalGemma, LocalGemmaOptions, PromptFormat};
+pub use gemma::{GemmaRates, Generation, LocalGemma, LocalGemmaOptions, PromptFormat};
 pub use minilm::{MiniLmEmbedder, MiniLmOptions};
 pub use openai::{OpenAiCompatible, OpenAiConfig, OpenAiEmbedder, OpenAiEmbedderOptions, Secret};
 pub use registry::{

@@ -18,11 +18,14 @@ pub struct MiniLmOptions {
     pub max_tokens: usize,
     /// Texts per forward pass. Larger batches amortise overhead (≈2.5× throughput at 32 vs 1).
     pub batch_size: usize,
+    /// Compute threads: `0` uses candle's process-wide pool (every core); `n` runs the model on a
+    /// dedicated pool of `n` threads, so that embedding cannot take every core from the server.
+    pub threads: usize,
 }
 
 impl Default for MiniLmOptions {
     fn default() -> Self {
-        Self { max_tokens: 256, batch_size: 32 }
+        Self { max_tokens: 256, batch_size: 32, threads: 0 }
     }
 }
 
@@ -31,6 +34,8 @@ struct Inner {
     tokenizer: Tokenizer,
     device: Device,
     options: MiniLmOptions,
+    /// The dedicated pool when `options.threads > 0`.
+    pool: Option<rayon::ThreadPool>,
 }
 
 /// The `all-MiniLM-L6-v2` sentence embedder: 384-dimensional, unit-length vectors.
@@ -103,12 +108,27 @@ impl MiniLmEmbedder {
         let model = BertModel::load(vb, &config).map_err(|e| invalid(&weights_path, e))?;
 
         let dimensions = config.hidden_size;
+        let pool = match options.threads {
+            0 => None,
+            threads => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("minilm-{i}"))
+                    .build()
+                    .map_err(|e| ModelLoadError::Config(format!("minilm thread pool: {e}")))?,
+            ),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 model,
                 tokenizer,
                 device,
-                options: MiniLmOptions { max_tokens, batch_size: options.batch_size.max(1) },
+                options: MiniLmOptions {
+                    max_tokens,
+                    batch_size: options.batch_size.max(1),
+                    threads: options.threads,
+                },
+                pool,
             }),
             model_id: MiniLmEmbedder::MODEL_ID.to_owned(),
             dimensions,
@@ -117,11 +137,17 @@ impl MiniLmEmbedder {
 
     /// Embeds texts on the calling thread. Prefer the async [`Embedder::embed`] inside a runtime.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelLoadError> {
-        let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(self.inner.options.batch_size) {
-            out.extend(self.inner.embed_batch(batch)?);
+        let run = || {
+            let mut out = Vec::with_capacity(texts.len());
+            for batch in texts.chunks(self.inner.options.batch_size) {
+                out.extend(self.inner.embed_batch(batch)?);
+            }
+            Ok(out)
+        };
+        match &self.inner.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
         }
-        Ok(out)
     }
 }
 

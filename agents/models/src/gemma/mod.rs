@@ -600,13 +600,13 @@ impl LocalGemma {
     }
 
     /// Measures prompt and decode speed: a prompt of `prompt_tokens` tokens, then `decode_tokens`
-    /// greedy steps, `runs` times. Returns the median tokens per second of each.
+    /// greedy steps, `runs` times. Returns the tokens per second of every run.
     pub fn benchmark(
         &self,
         prompt_tokens: usize,
         decode_tokens: usize,
         runs: usize,
-    ) -> Result<(f64, f64), ModelError> {
+    ) -> Result<GemmaRates, ModelError> {
         let filler = "The customer asked where the parcel is and whether it can be delivered to the office instead. ";
         let mut ids = vec![self.inner.tokenizer.bos];
         while ids.len() < prompt_tokens {
@@ -636,12 +636,17 @@ impl LocalGemma {
                 Ok(())
             })?;
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        Ok((median(prompt_rates), median(decode_rates)))
+        Ok(GemmaRates { prompt: prompt_rates, decode: decode_rates })
     }
+}
+
+/// Speeds measured by [`LocalGemma::benchmark`], one entry per run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GemmaRates {
+    /// Prompt processing, tokens per second.
+    pub prompt: Vec<f64>,
+    /// Greedy decoding, tokens per second.
+    pub decode: Vec<f64>,
 }
 
 impl ChatModel for LocalGemma {

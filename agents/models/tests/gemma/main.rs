@@ -1,8 +1,7 @@
 //! The local Gemma 3 270M chat model against the real GGUF in `models/`.
 //!
 //! Generations stay at 32 tokens or fewer so the suite runs in about a minute on two cores.
-//! The benchmark is `#[ignore]`d: run it optimised with
-//! `cargo test --release -p fenliu-models --test gemma -- --ignored --nocapture bench`.
+//! Speed is measured by `fenliu bench models`, not here.
 
 // Helpers outside #[test] fns fail loudly like the tests they serve.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -311,39 +310,13 @@ async fn passes_the_chat_model_conformance_suite() {
 }
 
 #[test]
-#[ignore = "benchmark: run with --release"]
-fn bench() {
-    fn status_mb(field: &str) -> u64 {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(field))
-                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-            })
-            .unwrap_or(0)
-            / 1024
-    }
-    let mut report = Vec::new();
-    for threads in [1, 2] {
-        let m = LocalGemma::load(
-            &model_path(),
-            LocalGemmaOptions { threads, ..LocalGemmaOptions::default() },
-        )
-        .unwrap();
-        let (prompt_tps, decode_tps) = m.benchmark(128, 64, 5).unwrap();
-        let line = serde_json::json!({
-            "model": LocalGemma::MODEL_ID,
-            "threads": threads,
-            "load_s": (m.load_time().as_secs_f64() * 100.0).round() / 100.0,
-            "rss_mb": status_mb("VmRSS:"),
-            "peak_rss_mb": status_mb("VmHWM:"),
-            "weights_mb": m.weight_bytes() / (1 << 20),
-            "prompt_tokens_per_s": prompt_tps.round(),
-            "decode_tokens_per_s": decode_tps.round(),
-        });
-        println!("{line}");
-        report.push(line);
-    }
-    assert_eq!(report.len(), 2);
+fn benchmark_reports_every_run_and_refuses_more_than_the_context() {
+    let m = model();
+    let rates = m.benchmark(8, 4, 2).unwrap();
+    assert_eq!((rates.prompt.len(), rates.decode.len()), (2, 2));
+    assert!(
+        rates.prompt.iter().chain(&rates.decode).all(|r| r.is_finite() && *r > 0.0),
+        "{rates:?}"
+    );
+    assert!(matches!(m.benchmark(1_000_000, 4, 1), Err(ModelError::InvalidRequest(_))));
 }
