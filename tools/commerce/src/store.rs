@@ -310,3 +310,66 @@ impl<T: TicketStore> DynTicketStore for T {
         Box::pin(TicketStore::update_ticket_status(self, id, to, actor, note, at))
     }
 }
+
+/// A customer's marketing preferences.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct Preferences {
+    /// Newsletter subscription: `None` when the customer never chose (nothing is sent then:
+    /// marketing e-mail needs an opt-in).
+    pub newsletter: Option<bool>,
+    /// When the customer last changed a preference.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Preferences {
+    /// Whether the newsletter may be sent: only after an explicit opt-in.
+    pub fn newsletter_subscribed(&self) -> bool {
+        self.newsletter == Some(true)
+    }
+}
+
+/// Marketing preferences (newsletter opt-in/out), one record per customer.
+pub trait PreferenceStore: Send + Sync {
+    /// The customer's preferences; defaults when the customer never set any. An unknown
+    /// customer is [`StoreError::NotFound`].
+    fn preferences(
+        &self,
+        customer_id: &str,
+    ) -> impl Future<Output = StoreResult<Preferences>> + Send;
+    /// Records the customer's newsletter choice at `at`. An unknown customer is
+    /// [`StoreError::NotFound`].
+    fn set_newsletter(
+        &self,
+        customer_id: &str,
+        subscribed: bool,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Preferences>> + Send;
+}
+
+/// Object-safe twin of [`PreferenceStore`].
+#[allow(missing_docs)]
+pub trait DynPreferenceStore: Send + Sync {
+    fn preferences<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, StoreResult<Preferences>>;
+    fn set_newsletter<'a>(
+        &'a self,
+        customer_id: &'a str,
+        subscribed: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, StoreResult<Preferences>>;
+}
+
+impl<T: PreferenceStore> DynPreferenceStore for T {
+    fn preferences<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, StoreResult<Preferences>> {
+        Box::pin(PreferenceStore::preferences(self, customer_id))
+    }
+    fn set_newsletter<'a>(
+        &'a self,
+        customer_id: &'a str,
+        subscribed: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, StoreResult<Preferences>> {
+        Box::pin(PreferenceStore::set_newsletter(self, customer_id, subscribed, at))
+    }
+}

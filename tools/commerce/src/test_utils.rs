@@ -18,6 +18,7 @@ struct Inner {
     products: BTreeMap<String, Product>,
     orders: BTreeMap<String, Order>,
     tickets: BTreeMap<i64, Ticket>,
+    preferences: BTreeMap<String, Preferences>,
 }
 
 /// Orders and tickets in memory: the reference the database stores are compared against.
@@ -198,6 +199,31 @@ impl TicketStore for MemoryShopStore {
         ticket.status = to;
         ticket.updated_at = at;
         Ok(ticket.clone())
+    }
+}
+
+impl PreferenceStore for MemoryShopStore {
+    async fn preferences(&self, customer_id: &str) -> StoreResult<Preferences> {
+        let inner = self.lock();
+        if !inner.customers.contains_key(customer_id) {
+            return Err(StoreError::NotFound { what: format!("customer {customer_id}") });
+        }
+        Ok(inner.preferences.get(customer_id).copied().unwrap_or_default())
+    }
+
+    async fn set_newsletter(
+        &self,
+        customer_id: &str,
+        subscribed: bool,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Preferences> {
+        let mut inner = self.lock();
+        if !inner.customers.contains_key(customer_id) {
+            return Err(StoreError::NotFound { what: format!("customer {customer_id}") });
+        }
+        let prefs = Preferences { newsletter: Some(subscribed), updated_at: Some(at) };
+        inner.preferences.insert(customer_id.to_owned(), prefs);
+        Ok(prefs)
     }
 }
 
@@ -516,6 +542,37 @@ pub async fn assert_ticket_store_conformance<S: TicketStore>(store: &S) {
             store.update_ticket_status(&id, TicketStatus::Assigned, "x", "", at).await,
             Err(StoreError::NotFound { .. })
         ));
+    }
+}
+
+/// Checks a [`PreferenceStore`]: defaults before any choice, opt-in and opt-out round-trip per
+/// customer, unknown and hostile customer ids are `NotFound`. The store must hold
+/// [`fixture_shop`] (import it first).
+pub async fn assert_preference_store_conformance<S: PreferenceStore>(store: &S) {
+    assert_eq!(store.preferences("alice").await.expect("read"), Preferences::default());
+    assert!(!Preferences::default().newsletter_subscribed(), "no opt-in, no newsletter");
+    let at = Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).single().expect("valid time");
+    let p = store.set_newsletter("alice", true, at).await.expect("opt in");
+    assert_eq!(p, Preferences { newsletter: Some(true), updated_at: Some(at) });
+    assert_eq!(store.preferences("alice").await.expect("read"), p, "round trip");
+    assert_eq!(
+        store.preferences("bob").await.expect("read"),
+        Preferences::default(),
+        "one customer's choice does not touch another's"
+    );
+    let later = at + Duration::seconds(90);
+    let p = store.set_newsletter("alice", false, later).await.expect("opt out");
+    assert_eq!(p.newsletter, Some(false));
+    assert_eq!(store.preferences("alice").await.expect("read").updated_at, Some(later));
+    for id in hostile_ids().iter().map(String::as_str).chain(["nobody"]) {
+        assert!(
+            matches!(store.preferences(id).await, Err(StoreError::NotFound { .. })),
+            "unknown customer read"
+        );
+        assert!(
+            matches!(store.set_newsletter(id, true, at).await, Err(StoreError::NotFound { .. })),
+            "unknown customer write"
+        );
     }
 }
 

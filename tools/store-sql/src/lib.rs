@@ -3,7 +3,8 @@
 //! one shop).
 //!
 //! This crate owns:
-//! - the two backends, [`SqliteStore`] and [`PostgresStore`], and the closed enum [`SqlStore`]
+//! - the two backends, [`SqliteStore`] and [`PostgresStore`] (orders, tickets, conversations and
+//!   customers' marketing preferences), and the closed enum [`SqlStore`]
 //!   that picks one from a database URL ([`SqlStore::connect`]);
 //! - their schemas and migrations (`migrations/sqlite`, `migrations/postgres`, embedded with
 //!   `sqlx::migrate!` and run on every open);
@@ -24,6 +25,7 @@ mod common;
 mod conversations;
 mod error;
 mod postgres;
+mod preferences;
 mod sqlite;
 
 use std::time::Duration;

@@ -105,3 +105,13 @@ async fn postgres_conversation_store_conforms() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn postgres_preference_store_conforms() {
+    with_postgres("postgres_preference_store_conforms", |store, _| async move {
+        use fenliu_tools_commerce::OrderStore;
+        store.import(&fenliu_tools_commerce::test_utils::fixture_shop()).await.unwrap();
+        fenliu_tools_commerce::test_utils::assert_preference_store_conformance(&store).await;
+    })
+    .await;
+}

@@ -144,3 +144,17 @@ async fn sqlite_conversation_store_conforms_and_survives_reopening() {
     let state = fenliu_agent::ConversationStore::load(&reopened, "conv-1").await.unwrap();
     assert_eq!(state.map(|s| s.turns.len()), Some(2), "conversation state lost on restart");
 }
+
+#[tokio::test]
+async fn sqlite_preference_store_conforms_and_survives_reopening() {
+    use fenliu_tools_commerce::PreferenceStore;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prefs.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.import(&fixture_shop()).await.unwrap();
+    fenliu_tools_commerce::test_utils::assert_preference_store_conformance(&store).await;
+    store.close().await;
+    let store = SqlStore::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let prefs = store.preferences("alice").await.unwrap();
+    assert_eq!(prefs.newsletter, Some(false), "the opt-out survives a restart");
+}
