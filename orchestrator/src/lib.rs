@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
+use fenliu_agent::policy::{ModelDrivenPolicy, run_model_driven};
 use fenliu_agent::{
     AgentContext, AgentReply, Channel, CustomerRef, CustomerTier, DynAgent, DynChatModel,
     EscalationPackage, EscalationReason, Language, Priority, Route, RouteDecision, Sentiment,
@@ -248,6 +249,9 @@ pub struct Orchestrator<S> {
     /// Chat model per agent id (configuration picks one per role; absent: the agent runs its
     /// deterministic policy without a model).
     models: BTreeMap<String, Arc<dyn DynChatModel>>,
+    /// Agents (by id) that run the model-driven policy when they have a model; the others run
+    /// their own deterministic code.
+    policies: BTreeMap<String, ModelDrivenPolicy>,
     limits: TurnLimits,
 }
 
@@ -275,6 +279,7 @@ impl<S: ConversationStore> Orchestrator<S> {
             tools,
             conversations,
             models: BTreeMap::new(),
+            policies: BTreeMap::new(),
             limits,
         })
     }
@@ -282,6 +287,14 @@ impl<S: ConversationStore> Orchestrator<S> {
     /// Gives one agent (by id) a chat model.
     pub fn with_agent_model(mut self, agent: &str, model: Arc<dyn DynChatModel>) -> Self {
         self.models.insert(agent.to_owned(), model);
+        self
+    }
+
+    /// Makes one agent (by id) run the model-driven policy: its chat model (see
+    /// [`Orchestrator::with_agent_model`]) chooses among its allow-listed tools. Without a model
+    /// the agent keeps its deterministic policy.
+    pub fn with_agent_policy(mut self, agent: &str, policy: ModelDrivenPolicy) -> Self {
+        self.policies.insert(agent.to_owned(), policy);
         self
     }
 
@@ -468,7 +481,24 @@ impl<S: ConversationStore> Orchestrator<S> {
                 self.models.get(&descriptor.id).map(|m| m.as_ref()),
                 tools,
             );
-            let result = agent.handle(&ctx, state.slots.take()).await;
+            let slots = state.slots.take();
+            let driven = match (self.policies.get(&descriptor.id), self.models.get(&descriptor.id))
+            {
+                (Some(policy), Some(model)) => Some(
+                    run_model_driven(&ctx, &descriptor, model.as_ref(), policy, slots.clone())
+                        .await,
+                ),
+                _ => None,
+            };
+            let result = match driven {
+                Some(Ok(d)) => Ok((d.reply, d.slots)),
+                Some(Err(e)) => {
+                    // The model failed: the agent's own code handles the turn instead.
+                    warn!(agent = %descriptor.id, error = %e, "model-driven policy failed; deterministic fallback");
+                    agent.handle(&ctx, serde_json::Value::Null).await
+                }
+                None => agent.handle(&ctx, slots).await,
+            };
             outcome.tool_calls.extend(ctx.into_tool_calls());
             outcome.agent = Some(descriptor.id.clone());
             match result {

@@ -11,7 +11,9 @@
 //! - [`AgentDescriptor`]: what the supervisor and the LLM router know of an agent;
 //! - [`AgentContext`], [`AgentReply`], [`EscalationPackage`];
 //! - the conversation vocabulary in [`conversation`] ([`Route`], [`Language`], [`Channel`], …);
-//! - the [`ChatModel`] contract in [`model`].
+//! - the [`ChatModel`] contract in [`model`];
+//! - the model-driven policy in [`policy`]: a chat model choosing among an agent's allow-listed
+//!   tools by function calling, bounded, with writes confirmed by the customer.
 //!
 //! Agents never call the dispatcher or the orchestrator: they return [`AgentReply::Escalate`] and
 //! the orchestrator acts on it. The `test-utils` feature adds a scripted chat model and the
@@ -19,6 +21,7 @@
 
 pub mod conversation;
 pub mod model;
+pub mod policy;
 pub mod state;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;

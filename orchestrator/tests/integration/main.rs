@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod model_driven;
+
 use std::sync::Arc;
 
 use fenliu_agent::{

@@ -187,6 +187,9 @@ pub trait DynTool: Send + Sync {
         ctx: &'a ToolContext,
         args: serde_json::Value,
     ) -> BoxFuture<'a, Result<serde_json::Value, ToolError>>;
+    /// Checks `args` against the tool's argument type without running the tool (used before
+    /// asking a customer to confirm a write a model proposed).
+    fn check_args(&self, args: &serde_json::Value) -> Result<(), ToolError>;
 }
 
 /// JSON Schema for a tool's argument type, as an object schema suitable for function calling.
@@ -200,9 +203,28 @@ pub fn parameters_schema<A: JsonSchema>() -> serde_json::Value {
     value
 }
 
+fn parse_args<T: Tool>(args: serde_json::Value) -> Result<T::Args, ToolError> {
+    // Function-calling arguments are always a JSON object; refusing anything else up front
+    // keeps serde's lenient sequence-as-struct decoding away from model output.
+    if !args.is_object() {
+        return Err(ToolError::InvalidArguments {
+            tool: T::NAME.to_owned(),
+            reason: "arguments must be a JSON object".to_owned(),
+        });
+    }
+    serde_json::from_value(args).map_err(|e| ToolError::InvalidArguments {
+        tool: T::NAME.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
 impl<T: Tool> DynTool for T {
     fn name(&self) -> &str {
         T::NAME
+    }
+
+    fn check_args(&self, args: &serde_json::Value) -> Result<(), ToolError> {
+        parse_args::<T>(args.clone()).map(|_| ())
     }
 
     fn definition(&self) -> ToolDefinition {
@@ -219,17 +241,7 @@ impl<T: Tool> DynTool for T {
         args: serde_json::Value,
     ) -> BoxFuture<'a, Result<serde_json::Value, ToolError>> {
         Box::pin(async move {
-            // Function-calling arguments are always a JSON object; refusing anything else up front
-            // keeps serde's lenient sequence-as-struct decoding away from model output.
-            if !args.is_object() {
-                return Err(ToolError::InvalidArguments {
-                    tool: T::NAME.to_owned(),
-                    reason: "arguments must be a JSON object".to_owned(),
-                });
-            }
-            let args: T::Args = serde_json::from_value(args).map_err(|e| {
-                ToolError::InvalidArguments { tool: T::NAME.to_owned(), reason: e.to_string() }
-            })?;
+            let args = parse_args::<T>(args)?;
             let output = self.call(ctx, args).await.map_err(Into::into)?;
             serde_json::to_value(output)
                 .map_err(|_| ToolError::Unavailable { tool: T::NAME.to_owned() })
@@ -362,6 +374,18 @@ impl ToolSet {
             .collect()
     }
 
+    /// Checks a call without making it: the tool must be on the allow-list and `arguments` must
+    /// parse as its argument type.
+    pub fn check(&self, name: &str, arguments: &serde_json::Value) -> Result<(), ToolError> {
+        match self.tools.get(name) {
+            None => Err(ToolError::UnknownTool { name: truncate_name(name) }),
+            Some(_) if !self.is_allowed(name) => {
+                Err(ToolError::NotAllowed { name: name.to_owned() })
+            }
+            Some(tool) => tool.check_args(arguments),
+        }
+    }
+
     /// Calls a tool by name, refusing anything outside the allow-list, and records the call.
     pub async fn call(
         &self,
@@ -486,6 +510,29 @@ mod tests {
 
         let rec = block_on(set.call(&ctx(), "add", serde_json::json!({"a": 1, "b": 2})));
         assert_eq!(rec.output(), Some(&serde_json::json!(3)));
+    }
+
+    #[test]
+    fn check_validates_without_calling() {
+        let set = ToolSet::new([Arc::new(Add) as Arc<dyn DynTool>]).unwrap();
+        assert_eq!(set.check("add", &serde_json::json!({"a": 1, "b": 2})), Ok(()));
+        assert!(matches!(
+            set.check("add", &serde_json::json!({"a": 1})),
+            Err(ToolError::InvalidArguments { .. })
+        ));
+        assert!(matches!(
+            set.check("add", &serde_json::json!("{\"a\":1,\"b\":2}")),
+            Err(ToolError::InvalidArguments { .. })
+        ));
+        assert!(matches!(
+            set.check("nope", &serde_json::json!({})),
+            Err(ToolError::UnknownTool { .. })
+        ));
+        let none = set.restrict::<&str>(&[]).unwrap();
+        assert!(matches!(
+            none.check("add", &serde_json::json!({"a": 1, "b": 2})),
+            Err(ToolError::NotAllowed { .. })
+        ));
     }
 
     #[test]
