@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use fenliu_knowledge::{Embedder, KnowledgeError, l2_normalize};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use crate::ModelLoadError;
 
@@ -36,6 +36,8 @@ struct Inner {
     options: MiniLmOptions,
     /// The dedicated pool when `options.threads > 0`.
     pool: Option<rayon::ThreadPool>,
+    /// The token id padding positions carry (masked out of attention and pooling).
+    pad_id: u32,
 }
 
 /// The `all-MiniLM-L6-v2` sentence embedder: 384-dimensional, unit-length vectors.
@@ -87,12 +89,11 @@ impl MiniLmEmbedder {
         let tokenizer_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_bytes(read(&tokenizer_path)?)
             .map_err(|e| invalid(&tokenizer_path, e))?;
-        // The shipped tokenizer pads every input to 128 tokens; padding to the longest text of the
-        // batch instead is several times faster for chat-length messages.
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..PaddingParams::default()
-        }));
+        // The shipped tokenizer pads every input to 128 tokens. We pad ourselves, batch by batch,
+        // to the longest text of each batch (texts sorted by length): several times faster for
+        // chat-length messages.
+        let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id);
+        tokenizer.with_padding(None);
         let max_tokens = options.max_tokens.clamp(8, config.max_position_embeddings);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -129,6 +130,7 @@ impl MiniLmEmbedder {
                     threads: options.threads,
                 },
                 pool,
+                pad_id,
             }),
             model_id: MiniLmEmbedder::MODEL_ID.to_owned(),
             dimensions,
@@ -136,11 +138,27 @@ impl MiniLmEmbedder {
     }
 
     /// Embeds texts on the calling thread. Prefer the async [`Embedder::embed`] inside a runtime.
+    ///
+    /// Texts are tokenized once, then batched in order of length (as sentence-transformers does)
+    /// so that short texts are not padded to the length of a long neighbour; the vectors come
+    /// back in the order of `texts`.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelLoadError> {
         let run = || {
-            let mut out = Vec::with_capacity(texts.len());
-            for batch in texts.chunks(self.inner.options.batch_size) {
-                out.extend(self.inner.embed_batch(batch)?);
+            let encodings = self
+                .inner
+                .tokenizer
+                .encode_batch(texts.to_vec(), true)
+                .map_err(|e| ModelLoadError::Inference(format!("tokenizing: {e}")))?;
+            let mut order: Vec<usize> = (0..encodings.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
+            let mut out = vec![Vec::new(); encodings.len()];
+            for batch in order.chunks(self.inner.options.batch_size) {
+                let batch_encodings: Vec<&Encoding> =
+                    batch.iter().map(|&i| &encodings[i]).collect();
+                let vectors = self.inner.embed_batch(&batch_encodings)?;
+                for (&i, vector) in batch.iter().zip(vectors) {
+                    out[i] = vector;
+                }
             }
             Ok(out)
         };
@@ -152,21 +170,19 @@ impl MiniLmEmbedder {
 }
 
 impl Inner {
-    fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelLoadError> {
-        if texts.is_empty() {
+    /// One forward pass over already tokenized texts, padded here to the longest of them.
+    fn embed_batch(&self, encodings: &[&Encoding]) -> Result<Vec<Vec<f32>>, ModelLoadError> {
+        if encodings.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| ModelLoadError::Inference(format!("tokenizing: {e}")))?;
         let rows = encodings.len();
-        let cols = encodings.first().map_or(0, |e| e.get_ids().len());
-        let mut ids = Vec::with_capacity(rows * cols);
-        let mut mask = Vec::with_capacity(rows * cols);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            mask.extend_from_slice(e.get_attention_mask());
+        let cols = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![self.pad_id; rows * cols];
+        let mut mask = vec![0u32; rows * cols];
+        for (r, e) in encodings.iter().enumerate() {
+            let n = e.get_ids().len();
+            ids[r * cols..r * cols + n].copy_from_slice(e.get_ids());
+            mask[r * cols..r * cols + n].copy_from_slice(e.get_attention_mask());
         }
         let ids = Tensor::from_vec(ids, (rows, cols), &self.device)?;
         let mask = Tensor::from_vec(mask, (rows, cols), &self.device)?;

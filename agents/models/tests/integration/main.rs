@@ -78,3 +78,48 @@ fn missing_or_corrupt_model_files_are_clear_errors() {
     let err = MiniLmEmbedder::load(dir.path(), MiniLmOptions::default()).unwrap_err();
     assert!(err.to_string().contains("config.json"), "{err}");
 }
+
+/// Reference values from sentence-transformers 6.2 (PyTorch CPU) on the same model directory:
+/// `SentenceTransformer("models/all-minilm-l6-v2").encode([t], normalize_embeddings=True)[0][:6]`.
+#[tokio::test]
+async fn minilm_matches_sentence_transformers() {
+    let e = minilm();
+    let cases: [(&str, [f32; 6]); 2] = [
+        ("Where is my order #W2611340?", [-0.0578, -0.00065, 0.01521, 0.01664, 0.02846, 0.00759]),
+        ("我的订单什么时候到？", [0.03236, 0.06745, 0.06929, 0.01473, 0.02964, 0.0302]),
+    ];
+    let texts: Vec<String> = cases.iter().map(|(t, _)| (*t).to_owned()).collect();
+    let vectors = e.embed(&texts).await.unwrap();
+    for ((text, expected), got) in cases.iter().zip(&vectors) {
+        for (i, (g, x)) in got.iter().zip(expected).enumerate() {
+            assert!((g - x).abs() < 1e-3, "{text}: dim {i} is {g}, sentence-transformers {x}");
+        }
+    }
+}
+
+/// Length-sorted batching on a dedicated pool gives every text its own vector, in input order.
+#[tokio::test]
+async fn sorted_batches_keep_the_input_order() {
+    let dir = models_dir().join(MiniLmEmbedder::DIR_NAME);
+    let e = MiniLmEmbedder::load(
+        &dir,
+        MiniLmOptions { batch_size: 2, threads: 1, ..Default::default() },
+    )
+    .unwrap();
+    let texts: Vec<String> = [
+        "ok",
+        "my coffee machine leaks water all over the counter every morning since last week",
+        "退货",
+        "where is my parcel",
+        "I want to speak to a person about the broken screen on the laptop I bought",
+    ]
+    .map(String::from)
+    .to_vec();
+    let batched = e.embed(&texts).await.unwrap();
+    assert_eq!(batched.len(), texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        let single = e.embed(std::slice::from_ref(t)).await.unwrap();
+        assert!(cosine(&batched[i], &single[0]) > 0.9999, "text {i} got another text's vector");
+    }
+    assert!(e.embed(&[]).await.unwrap().is_empty());
+}
