@@ -221,6 +221,23 @@ impl Dispatcher {
         Ok(vec![Event { at: now, kind: EventKind::Enqueued { item: id } }])
     }
 
+    /// Queues several items at once, all or none: a duplicate (live, or twice in `new`) queues
+    /// nothing.
+    pub fn enqueue_many(
+        &mut self,
+        new: Vec<NewWorkItem>,
+        now: DateTime<Utc>,
+    ) -> DispatchResult<Vec<Event>> {
+        if let Some(dup) = first_duplicate(&new, |id| self.items.contains_key(id)) {
+            return Err(DispatchError::Duplicate { item: dup });
+        }
+        let mut events = Vec::with_capacity(new.len());
+        for n in new {
+            events.extend(self.enqueue(n, now)?);
+        }
+        Ok(events)
+    }
+
     /// Builds the record of a new item (no state change).
     pub fn new_item(&self, new: NewWorkItem, seq: u64, now: DateTime<Utc>) -> WorkItem {
         let mut item = WorkItem {
@@ -755,4 +772,13 @@ fn unknown_item(id: &ItemId) -> DispatchError {
 
 fn wrong_state(it: &WorkItem, expected: &'static str) -> DispatchError {
     DispatchError::WrongState { item: it.id.clone(), state: it.state.name(), expected }
+}
+
+/// The first id of `new` that is live already or appears twice in `new`.
+pub(crate) fn first_duplicate(
+    new: &[NewWorkItem],
+    live: impl Fn(&ItemId) -> bool,
+) -> Option<ItemId> {
+    let mut seen = std::collections::HashSet::with_capacity(new.len());
+    new.iter().find(|n| live(&n.id) || !seen.insert(&n.id)).map(|n| n.id.clone())
 }

@@ -1,7 +1,7 @@
 //! Dispatch policy: priority points, aging, SLA targets, offer and wrap-up timers, workflow steps.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use fenliu_agent::{CustomerTier, Priority, Route};
+use fenliu_agent::{CustomerTier, Language, Priority, Route};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{HumanAgent, Level, PRIMARY_LEVEL, WorkItem};
@@ -193,16 +193,43 @@ impl Policy {
     /// Whether `agent` may be offered `item` at workflow step `step` (status and capacity are
     /// checked separately).
     pub fn eligible(&self, agent: &HumanAgent, item: &WorkItem, step: usize) -> bool {
+        self.eligible_for(agent, &item.route, item.language, step)
+    }
+
+    /// [`Policy::eligible`] for work of a route and language (what the backends' queries and
+    /// pre-filters need: no item at hand).
+    pub fn eligible_for(
+        &self,
+        agent: &HumanAgent,
+        route: &Route,
+        language: Language,
+        step: usize,
+    ) -> bool {
         let Some(step) = self.workflow.get(step).or(self.workflow.first()) else {
             // No workflow: primary skills and language only.
-            return agent.skills.route_level(&item.route) >= PRIMARY_LEVEL
-                && agent.skills.language_level(item.language) > 0;
+            return agent.skills.route_level(route) >= PRIMARY_LEVEL
+                && agent.skills.language_level(language) > 0;
         };
-        let language = step.any_language || agent.skills.language_level(item.language) > 0;
+        let language = step.any_language || agent.skills.language_level(language) > 0;
         if agent.overflow {
             return step.overflow && language;
         }
-        language && agent.skills.route_level(&item.route) >= step.min_route_level.max(1)
+        language && agent.skills.route_level(route) >= step.min_route_level.max(1)
+    }
+
+    /// The workflow steps in force: the configured ones, or (none configured) one step that
+    /// takes primary skills and the customer's language from the start.
+    pub fn steps(&self) -> std::borrow::Cow<'_, [WorkflowStep]> {
+        if self.workflow.is_empty() {
+            std::borrow::Cow::Owned(vec![WorkflowStep {
+                after_seconds: 0,
+                min_route_level: PRIMARY_LEVEL,
+                any_language: false,
+                overflow: false,
+            }])
+        } else {
+            std::borrow::Cow::Borrowed(&self.workflow)
+        }
     }
 
     /// How well `agent` suits `item`, higher is better: skill fit weighs most, then measured

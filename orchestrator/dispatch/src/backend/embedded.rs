@@ -200,6 +200,10 @@ impl DispatchBackend for EmbeddedBackend {
         self.run(|d, now| d.enqueue(item, now)).await
     }
 
+    async fn enqueue_many(&self, items: Vec<NewWorkItem>) -> DispatchResult<Vec<Event>> {
+        self.run(|d, now| d.enqueue_many(items, now)).await
+    }
+
     async fn tick(&self) -> DispatchResult<Vec<Event>> {
         self.run(|d, now| Ok(d.tick(now))).await
     }

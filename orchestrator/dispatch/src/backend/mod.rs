@@ -87,6 +87,13 @@ pub trait DispatchBackend: Send + Sync {
     fn enqueue(&self, item: NewWorkItem)
     -> impl Future<Output = DispatchResult<Vec<Event>>> + Send;
 
+    /// Queues several items in one go (a surge, an import), all or none: a duplicate queues
+    /// nothing.
+    fn enqueue_many(
+        &self,
+        items: Vec<NewWorkItem>,
+    ) -> impl Future<Output = DispatchResult<Vec<Event>>> + Send;
+
     /// Expires offers, ends wrap-ups, runs timers and makes offers.
     fn tick(&self) -> impl Future<Output = DispatchResult<Vec<Event>>> + Send;
 
@@ -158,6 +165,9 @@ impl DispatchBackend for Backend {
     }
     async fn enqueue(&self, item: NewWorkItem) -> DispatchResult<Vec<Event>> {
         delegate!(self, b => b.enqueue(item).await)
+    }
+    async fn enqueue_many(&self, items: Vec<NewWorkItem>) -> DispatchResult<Vec<Event>> {
+        delegate!(self, b => b.enqueue_many(items).await)
     }
     async fn tick(&self) -> DispatchResult<Vec<Event>> {
         delegate!(self, b => b.tick().await)

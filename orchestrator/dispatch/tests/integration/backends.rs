@@ -13,6 +13,7 @@ use fenliu_dispatch::{
 };
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
+use sqlx::PgPool;
 
 use crate::core::{chat, person};
 use crate::support::{clock, policy, with_postgres};
@@ -257,8 +258,14 @@ async fn tick(b: &PostgresBackend) -> Vec<(String, String)> {
 }
 
 async fn check_invariants(b: &PostgresBackend) {
-    let pool = b.pool();
-    // Loads equal the held items, per person and medium, and are within capacity.
+    check_loads(b.pool()).await;
+    check_no_double_acceptance(b.pool()).await;
+    check_vip_first(b.pool(), 0, "after a round").await;
+}
+
+/// Loads equal the held items, per person and medium, and are within capacity (one snapshot:
+/// safe to run while replicas work).
+pub(crate) async fn check_loads(pool: &PgPool) {
     let (mismatched,): (i64,) = sqlx::query_as(
         "WITH held AS (
              SELECT agent,
@@ -275,6 +282,10 @@ async fn check_invariants(b: &PostgresBackend) {
     .await
     .unwrap();
     assert_eq!(mismatched, 0, "loads must equal held items and stay within capacity");
+}
+
+/// No conversation was accepted twice.
+pub(crate) async fn check_no_double_acceptance(pool: &PgPool) {
     let (double,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM (SELECT item FROM dispatch_events WHERE kind = 'accepted'
                                GROUP BY item HAVING count(*) > 1) d",
@@ -283,15 +294,29 @@ async fn check_invariants(b: &PostgresBackend) {
     .await
     .unwrap();
     assert_eq!(double, 0, "no conversation accepted twice");
+}
+
+/// In every skill group (route, language, medium), once a regular item has been offered (an
+/// offer numbered above `after`), no VIP/urgent item of the group is still queued. Valid between
+/// rounds, when no replica is inside an assignment.
+pub(crate) async fn check_vip_first(pool: &PgPool, after: i64, when: &str) {
     let (overtaken,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM dispatch_items v
          WHERE v.state = 'queued' AND v.class = 1
            AND EXISTS (SELECT 1 FROM dispatch_items r
-                       WHERE r.class = 0 AND r.offer_seq IS NOT NULL AND r.route = v.route
+                       WHERE r.class = 0 AND r.offer_seq > $1 AND r.route = v.route
                          AND r.language = v.language AND r.medium = v.medium)",
     )
+    .bind(after)
     .fetch_one(pool)
     .await
     .unwrap();
-    assert_eq!(overtaken, 0, "VIP/urgent work of a skill is offered before regular work");
+    assert_eq!(overtaken, 0, "VIP/urgent work of a skill is offered before regular work ({when})");
+}
+
+/// The number of the latest offer (0 before the first).
+pub(crate) async fn last_offer(pool: &PgPool) -> i64 {
+    let (n,): (Option<i64>,) =
+        sqlx::query_as("SELECT max(offer_seq) FROM dispatch_items").fetch_one(pool).await.unwrap();
+    n.unwrap_or(0)
 }

@@ -9,4 +9,5 @@
 mod backends;
 mod conformance;
 mod core;
+mod replicas;
 mod support;

@@ -52,6 +52,10 @@ fn skip(test: &str, error: &dyn std::fmt::Display) {
 /// A fresh schema on the test server.
 pub(crate) struct PgSchema {
     options: PgConnectOptions,
+    /// The server's URL (without the schema).
+    pub(crate) url: String,
+    /// The schema's name.
+    pub(crate) name: String,
 }
 
 impl PgSchema {
@@ -89,7 +93,8 @@ where
     sqlx::query(&format!("CREATE SCHEMA \"{name}\"")).execute(&mut admin).await.unwrap();
     let options =
         PgConnectOptions::from_str(&url).unwrap().options([("search_path", name.as_str())]);
-    let outcome = AssertUnwindSafe(body(PgSchema { options })).catch_unwind().await;
+    let schema = PgSchema { options, url: url.clone(), name: name.clone() };
+    let outcome = AssertUnwindSafe(body(schema)).catch_unwind().await;
     sqlx::query(&format!("DROP SCHEMA \"{name}\" CASCADE")).execute(&mut admin).await.unwrap();
     admin.close().await.unwrap();
     if let Err(error) = outcome {
