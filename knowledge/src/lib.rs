@@ -7,6 +7,10 @@
 //! - [`VectorStore`] (+ object-safe [`DynVectorStore`]): collections of [`Point`]s with a JSON
 //!   payload, searched by cosine similarity with payload [`Filter`]s.
 //!
+//! - [`Retriever`] (+ [`DynRetriever`]): a question in, cited passages ([`Hit`] with a
+//!   [`Citation`]) or an explicit [`Retrieval::NoAnswer`] out. The knowledge base in
+//!   `fenliu-knowledge-base` implements it; the `kb_search` tool and agents use it.
+//!
 //! With the `test-utils` feature it also ships [`test_utils::MemoryVectorStore`] (exact search),
 //! [`test_utils::HashingEmbedder`] and the conformance suites every backend runs.
 //!
@@ -17,8 +21,11 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
+mod retrieval;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
+
+pub use retrieval::{Citation, DynRetriever, Hit, Retrieval, RetrievalQuery, Retriever};
 
 /// A boxed, sendable future: what the object-safe twins return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::{
-    Embedder, Filter, KnowledgeError, Point, Result, ScoredPoint, SearchRequest, VectorStore,
-    cosine, l2_normalize, validate_points,
+    Citation, Embedder, Filter, Hit, KnowledgeError, Point, Result, Retrieval, RetrievalQuery,
+    Retriever, ScoredPoint, SearchRequest, VectorStore, cosine, l2_normalize, validate_points,
 };
 
 /// Exact (brute-force) vector store in memory: the reference every backend is compared against.
@@ -292,6 +292,66 @@ pub async fn assert_vector_store_conformance<S: VectorStore>(store: &S, prefix: 
         store.count(&format!("{prefix}missing"), &Filter::default()).await,
         Err(KnowledgeError::CollectionNotFound(_))
     ));
+}
+
+/// A [`Retriever`] test double: answers every query with the hits it was built with (or "no
+/// answer" when built with none) and records the queries it saw, so tests can check what a tool or
+/// agent asked for (tenant, filters, `top_k`).
+#[derive(Debug, Default)]
+pub struct RecordingRetriever {
+    hits: Vec<Hit>,
+    failing: bool,
+    seen: Mutex<Vec<RetrievalQuery>>,
+}
+
+impl RecordingRetriever {
+    /// Answers with `hits` (truncated to each query's `top_k`).
+    pub fn with_hits(hits: Vec<Hit>) -> Self {
+        Self { hits, ..Self::default() }
+    }
+
+    /// Fails every query with a backend error.
+    pub fn failing() -> Self {
+        Self { failing: true, ..Self::default() }
+    }
+
+    /// The queries seen so far.
+    pub fn queries(&self) -> Vec<RetrievalQuery> {
+        self.seen.lock().map(|q| q.clone()).unwrap_or_default()
+    }
+}
+
+impl Retriever for RecordingRetriever {
+    async fn retrieve(&self, query: &RetrievalQuery) -> Result<Retrieval> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(query.clone());
+        }
+        if self.failing {
+            return Err(KnowledgeError::Backend("scripted failure".into()));
+        }
+        let hits: Vec<Hit> = self.hits.iter().take(query.top_k).cloned().collect();
+        if hits.is_empty() {
+            Ok(Retrieval::NoAnswer { best_score: None })
+        } else {
+            Ok(Retrieval::Hits { hits })
+        }
+    }
+}
+
+/// A hit for tests: `text` cited as chunk 0 of `source`, section `section`.
+pub fn hit(text: &str, source: &str, section: &str, score: f32) -> Hit {
+    Hit {
+        text: text.to_owned(),
+        score,
+        doc_type: "policy".into(),
+        language: "en".into(),
+        citation: Citation {
+            source: source.to_owned(),
+            section: section.to_owned(),
+            chunk: 0,
+            version: "test".into(),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,50 @@
+//! Training phrases for the `faq` route, in English and Chinese.
+//!
+//! Written for this project: general questions about the shop's policies (returns, refunds,
+//! shipping, warranty, payments, accounts, membership, promotions) that the knowledge base
+//! answers, as opposed to requests about one specific order (`order`), repairs of a faulty item
+//! (`after_sales`) or complaints.
+
+/// Example messages the supervisor learns the `faq` route from.
+pub(crate) const PHRASES: &[&str] = &[
+    "What is your return policy?",
+    "How many days do I have to return something?",
+    "How long do refunds take?",
+    "Can I exchange an item for another colour?",
+    "How much does shipping cost?",
+    "How long does standard delivery take?",
+    "Do you ship internationally?",
+    "Which carriers do you use?",
+    "How long is the warranty on electronics?",
+    "Does the warranty cover accidental damage?",
+    "Which payment methods do you accept?",
+    "Do gift cards expire?",
+    "How do I reset my password?",
+    "How do I delete my account?",
+    "What are the benefits of VIP membership?",
+    "How do I unsubscribe from the newsletter?",
+    "Are there any promotions at the moment?",
+    "What are your customer service opening hours?",
+    "What is your phone number?",
+    "Can I change the payment method of an order?",
+    "退货政策是什么？",
+    "收到货多少天内可以退货？",
+    "退款多久能到账？",
+    "可以换成别的颜色吗？",
+    "运费怎么收？",
+    "一般几天能送到？",
+    "可以寄到国外吗？",
+    "你们用哪些快递公司？",
+    "电子产品保修多久？",
+    "人为损坏在保修范围内吗？",
+    "支持哪些付款方式？",
+    "礼品卡有有效期吗？",
+    "密码忘了怎么办？",
+    "怎么注销账户？",
+    "VIP 会员有什么权益？",
+    "怎么退订邮件通讯？",
+    "最近有什么优惠活动？",
+    "客服几点上班？",
+    "你们的客服电话是多少？",
+    "可以修改订单的支付方式吗？",
+];
