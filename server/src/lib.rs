@@ -5,6 +5,7 @@
 //! - [`runtime`]: assembling store, models, tools, agents and the orchestrator from configuration
 //!   (and the one list of built-in agents, [`runtime::agents`]);
 //! - [`app`]: the HTTP API (axum);
+//! - [`eval`]: `fenliu eval` and `fenliu eval compare` over `fenliu-evals`;
 //! - the `fenliu` binary (`src/main.rs`): `serve` and `chat`.
 //!
 //! Nothing depends on this crate.
@@ -12,5 +13,6 @@
 pub mod app;
 pub mod commands;
 pub mod config;
+pub mod eval;
 pub mod openai_api;
 pub mod runtime;

@@ -63,6 +63,9 @@ enum Command {
     Staffing(StaffingArgs),
     /// Simulate the human queue: the plain M/M/c case from flags, or a scenario file.
     Simulate(SimulateArgs),
+    /// Offline evals: run datasets through the orchestrator, print the metrics and write JSON,
+    /// Markdown and HTML reports; `fenliu eval compare BASE NEW` checks for regressions.
+    Eval(EvalCli),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -90,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Route { json, messages } => {
             fenliu_server::commands::route(&config, messages, json).await
         }
+        Command::Eval(cli) => eval(&config, cli).await,
         Command::Staffing(args) => staffing(&args),
         Command::Simulate(args) => simulate(&args),
         Command::Bench { what: BenchCommand::Dispatch(args) } => bench_dispatch(&args).await,
@@ -170,6 +174,144 @@ async fn chat(config: Config, customer_id: &str) -> anyhow::Result<()> {
                 );
             }
             Err(e) => println!("  error: {e}"),
+        }
+    }
+}
+
+// ---- offline evals: `eval`, `eval compare` ----------------------------------------------------
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct EvalCli {
+    #[command(subcommand)]
+    action: Option<EvalAction>,
+    #[command(flatten)]
+    run: EvalRunArgs,
+}
+
+#[derive(Subcommand)]
+enum EvalAction {
+    /// Compare a new report with a baseline; exits with 1 when a metric regressed past its
+    /// tolerance.
+    Compare(EvalCompareArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalRunArgs {
+    /// Dataset files (default: data/evals/scenarios.jsonl).
+    #[arg(long = "data")]
+    data: Vec<PathBuf>,
+    /// Dataset format: transcripts, bitext, clinc150, banking77, crosswoz, tau_retail (default:
+    /// guessed from each file name).
+    #[arg(long)]
+    format: Option<String>,
+    /// At most this many conversations per dataset (a seeded sample).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Runs of each conversation (the k of pass^k).
+    #[arg(long, default_value_t = 1)]
+    trials: u32,
+    /// Seed of sampling and of simulated users.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Conversations run in parallel (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Directory of the reports.
+    #[arg(long, default_value = "target/evals")]
+    out: PathBuf,
+    /// File name (without extension) of the reports.
+    #[arg(long, default_value = "report")]
+    name: String,
+    /// Customer of conversations that name none.
+    #[arg(long, default_value = "james_li_5688")]
+    customer: String,
+    /// Models: `none` (deterministic agents, no LLM stage), `config` (the [models] roles), a
+    /// provider or chain of [models] (e.g. `local`, `hosted`) for every role, or `replay`
+    /// (answers only from --replay-cache).
+    #[arg(long, default_value = "none")]
+    model: String,
+    /// Record model answers into this JSONL file, and answer from it when a request repeats.
+    #[arg(long)]
+    replay_cache: Option<PathBuf>,
+    /// Who plays the customer in tasks: `scripted`, or `llm` (needs --user-model).
+    #[arg(long, default_value = "scripted")]
+    user: String,
+    /// The provider or chain of [models] playing the LLM user.
+    #[arg(long)]
+    user_model: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct EvalCompareArgs {
+    /// The baseline report (JSON).
+    base: PathBuf,
+    /// The new report (JSON).
+    new: PathBuf,
+    /// Largest allowed drop of a quality share (accuracy, F1, precision, recall, automation,
+    /// exact match, pass^1), absolute.
+    #[arg(long, default_value_t = 0.02)]
+    tolerance: f64,
+    /// Largest allowed drop of one route's F1.
+    #[arg(long, default_value_t = 0.05)]
+    route_tolerance: f64,
+    /// Routes with fewer labelled turns are not compared one by one.
+    #[arg(long, default_value_t = 10)]
+    min_support: usize,
+    /// Largest allowed relative increase of LLM calls and tokens per turn.
+    #[arg(long, default_value_t = 0.10)]
+    cost_tolerance: f64,
+    /// Largest allowed relative increase of median latency (default: not compared).
+    #[arg(long)]
+    latency_tolerance: Option<f64>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn eval(config: &Config, cli: EvalCli) -> anyhow::Result<()> {
+    use fenliu_server::eval::{CompareArgs, EvalArgs, compare_reports};
+    match cli.action {
+        Some(EvalAction::Compare(a)) => {
+            let args = CompareArgs {
+                base: a.base,
+                new: a.new,
+                thresholds: fenliu_evals::compare::Thresholds {
+                    quality: a.tolerance,
+                    route_f1: a.route_tolerance,
+                    min_support: a.min_support,
+                    cost: a.cost_tolerance,
+                    latency: a.latency_tolerance,
+                },
+                json: a.json,
+            };
+            if !compare_reports(&args)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        None => {
+            let r = cli.run;
+            let args = EvalArgs {
+                data: r.data,
+                format: r.format,
+                limit: r.limit,
+                trials: r.trials,
+                seed: r.seed,
+                jobs: r.jobs,
+                out: r.out,
+                name: r.name,
+                customer: r.customer,
+                model: r.model,
+                replay_cache: r.replay_cache,
+                user: r.user,
+                user_model: r.user_model,
+                quiet: r.quiet,
+            };
+            fenliu_server::eval::eval(config, &args).await.map(|_| ())
         }
     }
 }

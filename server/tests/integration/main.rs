@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod eval;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 
