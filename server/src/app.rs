@@ -27,6 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::ServerConfig;
+use crate::handoff::{Handoff, HandoffStatus};
 use crate::runtime::Runtime;
 
 /// Longest accepted customer id: ids are short; anything longer is not one.
@@ -159,11 +160,14 @@ pub struct MessageResponse {
     pub tool_calls: Vec<ToolCallRecord>,
     /// The hand-off package, when a person takes over.
     pub escalation: Option<EscalationPackage>,
+    /// Where the customer stands in the people's queue, when a person takes over.
+    pub handoff: Option<HandoffStatus>,
 }
 
 struct AppState {
     runtime: Runtime,
     max_body_bytes: usize,
+    handoff: Handoff,
 }
 
 /// The application router.
@@ -172,7 +176,11 @@ pub fn router(runtime: Runtime, config: &ServerConfig) -> Router {
         chat: runtime.local_chat.clone(),
         embedder: runtime.embedder.clone(),
     };
-    let state = Arc::new(AppState { runtime, max_body_bytes: config.max_body_bytes });
+    let state = Arc::new(AppState {
+        runtime,
+        max_body_bytes: config.max_body_bytes,
+        handoff: Handoff::new(config.handoff.clone()),
+    });
     Router::new()
         .route("/v1/messages", post(post_message))
         .route("/healthz", get(|| async { "ok" }))
@@ -211,6 +219,7 @@ async fn post_message(
         .await
         .map_err(ApiError::Internal)?
         .ok_or_else(|| ApiError::UnknownCustomer(customer_id.to_owned()))?;
+    let tier = customer.tier;
     let outcome = state
         .runtime
         .orchestrator
@@ -228,6 +237,17 @@ async fn post_message(
             OrchestratorError::ConversationNotFound(id) => ApiError::ConversationNotFound(id),
             other => ApiError::Internal(other.into()),
         })?;
+    // The specialist only returned the package; queueing it for a person happens here.
+    let handoff = match &outcome.escalation {
+        Some(package) => Some(
+            state
+                .handoff
+                .escalate(&outcome.conversation_id, package, tier, request.channel)
+                .await
+                .map_err(ApiError::Internal)?,
+        ),
+        None => None,
+    };
     Ok(Json(MessageResponse {
         conversation_id: outcome.conversation_id,
         reply: outcome.reply,
@@ -239,5 +259,6 @@ async fn post_message(
         agent: outcome.agent,
         tool_calls: outcome.tool_calls,
         escalation: outcome.escalation,
+        handoff,
     }))
 }

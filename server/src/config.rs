@@ -59,6 +59,8 @@ pub struct ServerConfig {
     /// Requests handled at once; further requests wait for a slot (and time out after
     /// `request_timeout_secs`), so a surge cannot start unbounded work.
     pub max_concurrent_requests: usize,
+    /// The human dispatcher escalations are queued in (`[server.handoff]`).
+    pub handoff: crate::handoff::HandoffConfig,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
+            handoff: crate::handoff::HandoffConfig::default(),
         }
     }
 }

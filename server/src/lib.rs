@@ -5,6 +5,7 @@
 //! - [`runtime`]: assembling store, models, tools, agents and the orchestrator from configuration
 //!   (and the one list of built-in agents, [`runtime::agents`]);
 //! - [`app`]: the HTTP API (axum);
+//! - [`handoff`]: queueing escalations in the human dispatcher, with the customer's wait estimate;
 //! - [`eval`]: `fenliu eval` and `fenliu eval compare` over `fenliu-evals`;
 //! - the `fenliu` binary (`src/main.rs`): `serve` and `chat`.
 //!
@@ -13,6 +14,7 @@
 pub mod app;
 pub mod commands;
 pub mod config;
+pub mod handoff;
 pub mod eval;
 pub mod openai_api;
 pub mod runtime;

@@ -461,25 +461,13 @@ impl Dispatcher {
     /// What expected waits of a medium's queue are computed from, once per tick (Erlang C over
     /// thousands of servers is too slow to repeat for every queued item).
     fn wait_model(&self, medium: Medium) -> WaitModel {
-        let window = self.policy.rate_window_seconds.max(1) as f64;
-        // Five completions make a rate worth trusting; fewer, and Erlang C with the people online.
-        if self.completions.len() >= 5 {
-            return WaitModel::Observed { rate: self.completions.len() as f64 / window };
-        }
         let servers: u32 = self
             .agents
             .values()
             .filter(|a| matches!(a.status, AgentStatus::Online | AgentStatus::WrapUp))
             .map(|a| u32::from(a.capacity.of(medium)))
             .sum();
-        let handle = self.policy.target_aht_seconds;
-        let load = self.arrivals.len() as f64 / window * handle;
-        let mean = if servers == 0 {
-            f64::INFINITY
-        } else {
-            crate::erlang::mean_wait(servers, load, handle)
-        };
-        WaitModel::ErlangC { mean, servers, handle }
+        WaitModel::new(&self.policy, self.completions.len(), self.arrivals.len(), servers)
     }
 
     // ---- internals -------------------------------------------------------------------------
@@ -751,6 +739,24 @@ enum WaitModel {
 }
 
 impl WaitModel {
+    /// From what the policy's window observed (completions and arrivals in it) and the slots of
+    /// the people online.
+    fn new(policy: &Policy, completions: usize, arrivals: usize, servers: u32) -> Self {
+        let window = policy.rate_window_seconds.max(1) as f64;
+        // Five completions make a rate worth trusting; fewer, and Erlang C with the people online.
+        if completions >= 5 {
+            return Self::Observed { rate: completions as f64 / window };
+        }
+        let handle = policy.target_aht_seconds;
+        let load = arrivals as f64 / window * handle;
+        let mean = if servers == 0 {
+            f64::INFINITY
+        } else {
+            crate::erlang::mean_wait(servers, load, handle)
+        };
+        Self::ErlangC { mean, servers, handle }
+    }
+
     /// The expected wait of the item with `position` others ahead of it.
     fn at(self, position: usize) -> (f64, EstimateMethod) {
         match self {
@@ -781,4 +787,23 @@ pub(crate) fn first_duplicate(
 ) -> Option<ItemId> {
     let mut seen = std::collections::HashSet::with_capacity(new.len());
     new.iter().find(|n| live(&n.id) || !seen.insert(&n.id)).map(|n| n.id.clone())
+}
+
+/// The customer-facing estimate of an item with `position` others ahead of it, from the counts a
+/// backend observed over the policy's rate window (what [`Dispatcher::wait_estimate`] computes
+/// from its own state).
+pub(crate) fn estimate(
+    policy: &Policy,
+    position: usize,
+    completions: usize,
+    arrivals: usize,
+    servers: u32,
+) -> WaitEstimate {
+    let (expected, method) = WaitModel::new(policy, completions, arrivals, servers).at(position);
+    WaitEstimate {
+        position,
+        expected_wait_seconds: expected,
+        method,
+        offer_callback: expected > policy.callback_threshold_seconds,
+    }
 }

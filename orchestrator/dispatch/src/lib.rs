@@ -31,6 +31,7 @@ pub mod sim;
 
 pub use backend::{
     Backend, Clock, DispatchBackend, EmbeddedBackend, ManualClock, PostgresBackend, SystemClock,
+    hand_off,
 };
 pub use dispatcher::{Changes, Dispatcher, EstimateMethod, WaitEstimate};
 pub use error::{DispatchError, DispatchResult};

@@ -26,6 +26,8 @@ fn test_config(db: &std::path::Path) -> Config {
         .unwrap_or_else(|| workspace().join("models"));
     config.shop.seed_dir = Some(workspace().join("data/demo"));
     config.router.model = Some(workspace().join("data/router/default.json"));
+    // Escalations are queued in an embedded dispatcher beside the test's database.
+    config.server.handoff.path = db.join("dispatch.sqlite");
     config
 }
 
@@ -256,6 +258,30 @@ async fn person_requests_escalate_and_out_of_scope_is_declined() {
         assert_eq!(r.kind, fenliu_orchestrator::ReplyKind::Refusal);
         assert!(r.escalation.is_none());
     }
+}
+
+#[tokio::test]
+async fn escalations_are_queued_for_a_person_with_a_wait_estimate() {
+    let s = Server::start().await;
+    let first = s.say("james_li_5688", "agent please", None).await;
+    let h1 = first.handoff.clone().expect("queued for a person");
+    assert_eq!(h1.queue_item, first.conversation_id);
+    assert_eq!(h1.position, 0);
+    // Nobody is online in the test's dispatcher: no finite wait, so a callback is offered.
+    assert_eq!(h1.expected_wait_seconds, None);
+    assert!(h1.callback_offered);
+    let second = s.say("james_li_5688", "转人工", None).await;
+    let h2 = second.handoff.expect("queued for a person");
+    assert_eq!(h2.position, 1, "behind the first conversation");
+    // Asking again in the same conversation does not queue it twice.
+    let again = s.say("james_li_5688", "agent please", Some(&first.conversation_id)).await;
+    if let Some(h) = again.handoff {
+        assert_eq!((h.queue_item, h.position), (first.conversation_id.clone(), 0));
+    }
+    // A turn the AI front line answers has no hand-off.
+    let answered = s.say("james_li_5688", "Where is my order #W2611340?", None).await;
+    assert!(answered.escalation.is_none() && answered.handoff.is_none());
+    assert!(s._dir.path().join("dispatch.sqlite").exists(), "the queue is persisted");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::{Mutex, broadcast};
 
 use super::{Clock, DispatchBackend};
-use crate::dispatcher::{Changes, Dispatcher};
+use crate::dispatcher::{Changes, Dispatcher, WaitEstimate};
 use crate::error::{DispatchError, DispatchResult, backend};
 use crate::event::Event;
 use crate::model::{AgentId, AgentStatus, HumanAgent, ItemId, NewWorkItem, Outcome, WorkItem};
@@ -233,6 +233,10 @@ impl DispatchBackend for EmbeddedBackend {
         outcome: Outcome,
     ) -> DispatchResult<Vec<Event>> {
         self.run(|d, now| d.complete(item, agent, outcome, now)).await
+    }
+
+    async fn wait_estimate(&self, item: &ItemId) -> DispatchResult<WaitEstimate> {
+        self.read(|d| d.wait_estimate(item)).await
     }
 
     async fn item(&self, id: &ItemId) -> DispatchResult<Option<WorkItem>> {

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 use fenliu_agent::Route;
 
+use crate::dispatcher::WaitEstimate;
 use crate::error::DispatchResult;
 use crate::event::Event;
 use crate::model::{AgentId, AgentStatus, HumanAgent, ItemId, NewWorkItem, Outcome, WorkItem};
@@ -128,6 +129,14 @@ pub trait DispatchBackend: Send + Sync {
         outcome: Outcome,
     ) -> impl Future<Output = DispatchResult<Vec<Event>>> + Send;
 
+    /// The customer-facing wait estimate of a queued item: its position among queued items of
+    /// its medium, the expected wait (observed service rate, or Erlang C while too little has been
+    /// observed) and whether to offer a callback.
+    fn wait_estimate(
+        &self,
+        item: &ItemId,
+    ) -> impl Future<Output = DispatchResult<WaitEstimate>> + Send;
+
     /// A live item (queued, offered, assigned).
     fn item(&self, id: &ItemId) -> impl Future<Output = DispatchResult<Option<WorkItem>>> + Send;
 
@@ -195,10 +204,26 @@ impl DispatchBackend for Backend {
     ) -> DispatchResult<Vec<Event>> {
         delegate!(self, b => b.complete(item, agent, outcome).await)
     }
+    async fn wait_estimate(&self, item: &ItemId) -> DispatchResult<WaitEstimate> {
+        delegate!(self, b => b.wait_estimate(item).await)
+    }
     async fn item(&self, id: &ItemId) -> DispatchResult<Option<WorkItem>> {
         delegate!(self, b => b.item(id).await)
     }
     async fn agent(&self, id: &AgentId) -> DispatchResult<Option<HumanAgent>> {
         delegate!(self, b => b.agent(id).await)
     }
+}
+
+/// Hands an escalated conversation to the people: queues it and tells how long the customer
+/// should expect to wait (and whether to offer a callback). What the turn loop's caller does with
+/// an `Escalate` reply; the specialists themselves never call the dispatcher.
+pub async fn hand_off(
+    backend: &impl DispatchBackend,
+    item: NewWorkItem,
+) -> DispatchResult<(ItemId, WaitEstimate)> {
+    let id = item.id.clone();
+    backend.enqueue(item).await?;
+    let estimate = backend.wait_estimate(&id).await?;
+    Ok((id, estimate))
 }

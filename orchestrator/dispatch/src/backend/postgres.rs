@@ -28,7 +28,7 @@ use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use super::{Clock, DispatchBackend, micros};
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, WaitEstimate};
 use crate::error::{DispatchError, DispatchResult, backend};
 use crate::event::{Event, EventKind};
 use crate::model::{
@@ -1141,6 +1141,55 @@ impl DispatchBackend for PostgresBackend {
         outcome: Outcome,
     ) -> DispatchResult<Vec<Event>> {
         self.with_item(item, agent, |d, now| d.complete(item, agent, outcome, now)).await
+    }
+
+    async fn wait_estimate(&self, item: &ItemId) -> DispatchResult<WaitEstimate> {
+        let row: Option<(String, String, i16, i64, i64)> = sqlx::query_as(
+            "SELECT state, medium, class, key, seq FROM dispatch_items
+             WHERE id = $1 AND state IN ('queued', 'offered', 'assigned')",
+        )
+        .bind(&item.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend("read item"))?;
+        let (state, medium, class, key, seq) =
+            row.ok_or_else(|| DispatchError::UnknownItem { item: item.clone() })?;
+        if state != "queued" {
+            let state = if state == "offered" { "offered" } else { "assigned" };
+            return Err(DispatchError::WrongState {
+                item: item.clone(),
+                state,
+                expected: "queued",
+            });
+        }
+        let start = self.now() - Policy::secs(self.policy.rate_window_seconds);
+        let (ahead, completions, arrivals, servers): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT
+                 (SELECT count(*) FROM dispatch_items
+                  WHERE state = 'queued' AND medium = $1
+                    AND (class > $2 OR (class = $2 AND (key > $3 OR (key = $3 AND seq < $4))))),
+                 (SELECT count(*) FROM dispatch_events WHERE kind = 'completed' AND at >= $5),
+                 (SELECT count(*) FROM dispatch_events WHERE kind = 'enqueued' AND at >= $5),
+                 (SELECT coalesce(sum(CASE $1 WHEN 'chat' THEN cap_chat WHEN 'call' THEN cap_call
+                                             ELSE cap_email END), 0)::int8
+                  FROM dispatch_agents WHERE status IN ('online', 'wrap_up'))",
+        )
+        .bind(&medium)
+        .bind(class)
+        .bind(key)
+        .bind(seq)
+        .bind(start)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend("estimate the wait"))?;
+        let count = |n: i64| usize::try_from(n).unwrap_or(0);
+        Ok(crate::dispatcher::estimate(
+            &self.policy,
+            count(ahead),
+            count(completions),
+            count(arrivals),
+            u32::try_from(servers).unwrap_or(u32::MAX),
+        ))
     }
 
     async fn item(&self, id: &ItemId) -> DispatchResult<Option<WorkItem>> {

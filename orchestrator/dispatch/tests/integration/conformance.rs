@@ -4,8 +4,8 @@
 use chrono::TimeDelta;
 use fenliu_agent::{Channel, CustomerTier, Language, Route};
 use fenliu_dispatch::{
-    AgentStatus, Capacity, DispatchBackend, DispatchError, Event, EventKind, ItemState,
-    ManualClock, NewWorkItem, Outcome,
+    AgentStatus, Capacity, DispatchBackend, DispatchError, EstimateMethod, Event, EventKind,
+    ItemState, ManualClock, NewWorkItem, Outcome, hand_off,
 };
 
 use crate::core::{chat, person};
@@ -154,6 +154,58 @@ async fn sla_timers_and_promotion(b: &impl DispatchBackend, c: &ManualClock) {
     assert!(item.bypass());
 }
 
+async fn wait_estimates_and_hand_off(b: &impl DispatchBackend, c: &ManualClock) {
+    // Nobody online: Erlang C with no servers, an infinite wait, a callback offered.
+    for id in ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"] {
+        let (item, estimate) = hand_off(b, chat(id, Route::ORDER)).await.unwrap();
+        assert_eq!(item.0, id);
+        assert_eq!(estimate.method, EstimateMethod::ErlangC);
+        assert!(estimate.offer_callback);
+        c.advance(TimeDelta::seconds(1));
+    }
+    let e = b.wait_estimate(&"w3".into()).await.unwrap();
+    assert_eq!(e.position, 2);
+    // A VIP arriving later goes ahead of everyone: position 0.
+    let (_, vip) =
+        hand_off(b, chat("vip", Route::ORDER).with_tier(CustomerTier::Vip)).await.unwrap();
+    assert_eq!(vip.position, 0);
+    assert_eq!(b.wait_estimate(&"w3".into()).await.unwrap().position, 3);
+    // Five closed conversations: the observed rate takes over (5 per 900 s window).
+    b.upsert_agent(person("ann", Route::ORDER, Language::En, 4).with_capacity(Capacity {
+        chat: 5,
+        call: 0,
+        email: 0,
+    }))
+    .await
+    .unwrap();
+    let offered = offers(&b.tick().await.unwrap());
+    assert_eq!(offered.len(), 5);
+    for (item, agent) in &offered {
+        b.accept(&item.as_str().into(), &agent.as_str().into()).await.unwrap();
+        b.complete(&item.as_str().into(), &agent.as_str().into(), DONE).await.unwrap();
+    }
+    // vip, w1..w4 went; w5..w8 wait: w7 has two ahead.
+    let e = b.wait_estimate(&"w7".into()).await.unwrap();
+    assert_eq!((e.position, e.method), (2, EstimateMethod::ObservedRate));
+    assert!((e.expected_wait_seconds - 3.0 * 900.0 / 5.0).abs() < 1e-6, "{e:?}");
+    assert!(!e.offer_callback, "540 s is under the 600 s threshold");
+    // Hostile ids and states: typed errors.
+    assert!(matches!(
+        b.wait_estimate(&"no-such-item".into()).await,
+        Err(DispatchError::UnknownItem { .. })
+    ));
+    assert!(matches!(
+        hand_off(b, chat("w8", Route::ORDER)).await,
+        Err(DispatchError::Duplicate { .. })
+    ));
+    let offered = offers(&b.tick().await.unwrap());
+    let (item, _) = offered.first().unwrap();
+    assert!(matches!(
+        b.wait_estimate(&item.as_str().into()).await,
+        Err(DispatchError::WrongState { .. })
+    ));
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod embedded_backend {
@@ -200,4 +252,5 @@ conformance!(
     transfer_keeps_context,
     wrap_up_and_workflow,
     sla_timers_and_promotion,
+    wait_estimates_and_hand_off,
 );
