@@ -276,11 +276,9 @@ pub fn compute(records: &[ConversationRecord]) -> Metrics {
         }
         m.macro_f1 =
             Some(m.per_route.values().map(|p| p.f1).sum::<f64>() / m.per_route.len() as f64);
-        if m.confusion.contains_key(&Route::OUT_OF_SCOPE)
-            || m.per_route.contains_key(&Route::OUT_OF_SCOPE)
-        {
-            m.out_of_scope = m.per_route.get(&Route::OUT_OF_SCOPE).copied();
-        }
+        // Only where out-of-scope messages are labelled: a set without any says nothing about
+        // detecting them (its false alarms show in the confusions).
+        m.out_of_scope = m.per_route.get(&Route::OUT_OF_SCOPE).copied().filter(|p| p.support > 0);
     }
     if esc_labelled > 0 {
         m.escalation = Some(Prf::from_counts(esc_tp, esc_fp, esc_fn));

@@ -63,6 +63,15 @@ enum Command {
     Staffing(StaffingArgs),
     /// Simulate the human queue: the plain M/M/c case from flags, or a scenario file.
     Simulate(SimulateArgs),
+    /// Ingest documents into the knowledge base: Markdown, text, HTML, Q&A CSV/JSONL, the
+    /// product catalogue JSON; directories recursively. Changed files replace their chunks,
+    /// deleted files (under a given directory) are removed.
+    Ingest(IngestCli),
+    /// The knowledge base: `eval` (hit@k on labelled questions), `backup DIR`, `stats`.
+    Kb {
+        #[command(subcommand)]
+        what: KbCommand,
+    },
     /// Offline evals: run datasets through the orchestrator, print the metrics and write JSON,
     /// Markdown and HTML reports; `fenliu eval compare BASE NEW` checks for regressions.
     Eval(EvalCli),
@@ -98,6 +107,32 @@ async fn main() -> anyhow::Result<()> {
         Command::Eval(cli) => eval(&config, cli).await,
         Command::Staffing(args) => staffing(&args),
         Command::Simulate(args) => simulate(&args),
+        Command::Ingest(args) => {
+            let args = fenliu_server::knowledge::IngestArgs {
+                paths: args.paths,
+                tenant: args.tenant,
+                doc_type: args.doc_type,
+                language: args.language,
+            };
+            fenliu_server::knowledge::ingest(&config, &args).await
+        }
+        Command::Kb { what: KbCommand::Eval { questions, k, verbose } } => {
+            fenliu_server::knowledge::eval(&config, &questions, k, verbose).await
+        }
+        Command::Kb { what: KbCommand::Backup { dest } } => {
+            fenliu_server::knowledge::backup(&config, &dest).await
+        }
+        Command::Kb { what: KbCommand::Stats } => fenliu_server::knowledge::stats(&config).await,
+        Command::Bench { what: BenchCommand::Knowledge(args) } => {
+            let args = fenliu_server::bench_knowledge::BenchKnowledgeArgs {
+                sizes: args.sizes,
+                real: args.real,
+                queries: args.queries,
+                ef: args.ef,
+                ingest: args.ingest,
+            };
+            fenliu_server::bench_knowledge::run(&config, &args).await
+        }
         Command::Bench { what: BenchCommand::Dispatch(args) } => bench_dispatch(&args).await,
         Command::Bench { what: BenchCommand::Route(args) } => {
             let args = fenliu_server::commands::BenchRouteArgs {
@@ -504,8 +539,75 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(clap::Args)]
+struct IngestCli {
+    /// Files and directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Tenant the documents belong to (default: shop.tenant).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Document type instead of the detected one (policy, faq, product, manual, promotion).
+    #[arg(long)]
+    doc_type: Option<String>,
+    /// Language instead of the detected one (en, zh).
+    #[arg(long)]
+    language: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// hit@k and "no answer" accuracy on a labelled question set (seeds an empty knowledge base
+    /// first).
+    Eval {
+        /// JSONL questions: question, language, sources (null: not covered), section.
+        #[arg(long, default_value = "data/knowledge/questions.jsonl")]
+        questions: PathBuf,
+        /// k of hit@k.
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// Print every question, not only the misses.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Copy the catalogue and the vectors to DIR (consistent; restore by pointing
+    /// knowledge.path at it).
+    Backup {
+        /// Target directory (must not exist).
+        dest: PathBuf,
+    },
+    /// Documents, chunks and vectors.
+    Stats,
+}
+
+#[derive(clap::Args)]
+struct BenchKnowledgeArgs {
+    /// Collection sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000, 100_000])]
+    sizes: Vec<usize>,
+    /// Real MiniLM vectors (the rest of each size is synthetic, derived from them).
+    #[arg(long, default_value_t = 10_000)]
+    real: usize,
+    /// Queries per configuration (held-out real embeddings).
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+    /// hnsw_ef values, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [32, 64, 128, 256])]
+    ef: Vec<usize>,
+    /// Documents ingested for the throughput figure.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values = ["data/demo/docs", "data/demo/products.json", "data/knowledge/telecom"]
+    )]
+    ingest: Vec<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Knowledge base: ingest chunks/s, vector search p50/p99 and recall@10 against exact search
+    /// at several sizes and hnsw_ef values, with and without filters.
+    Knowledge(BenchKnowledgeArgs),
     /// Assignments per second of the human dispatcher, embedded and (with `--postgres`) on
     /// PostgreSQL with several replicas.
     Dispatch(BenchDispatchArgs),

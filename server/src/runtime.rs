@@ -23,6 +23,7 @@ pub fn agents() -> Vec<Arc<dyn DynAgent>> {
         Arc::new(fenliu_agent_order::OrderAgent::new()),
         Arc::new(fenliu_agent_after_sales::AfterSalesAgent::new()),
         Arc::new(fenliu_agent_complaint::ComplaintAgent::new()),
+        Arc::new(fenliu_agent_faq::FaqAgent::new()),
     ]
 }
 
@@ -92,6 +93,8 @@ pub struct Runtime {
     pub orchestrator: Orchestrator<SqlStore>,
     /// Orders, customers, products.
     pub orders: Arc<dyn DynOrderStore>,
+    /// The knowledge base behind `kb_search`, persisted under `knowledge.path`.
+    pub knowledge: Arc<fenliu_knowledge_base::KnowledgeBase>,
     /// The sentence embedder (served on `/v1/embeddings`).
     pub embedder: Arc<dyn DynEmbedder>,
     /// The local chat model, when `models.serve_chat` is on (served on `/v1/chat/completions`).
@@ -124,6 +127,9 @@ impl Runtime {
         let tickets: Arc<dyn DynTicketStore> = store.clone();
         let mut tools = fenliu_tools_commerce::tools::order_tools(orders.clone());
         tools.extend(fenliu_tools_commerce::ticket_tools::ticket_tools(orders.clone(), tickets));
+        let knowledge = crate::knowledge::open(config, embedder.clone()).await?;
+        crate::knowledge::seed_if_empty(config, &knowledge).await?;
+        tools.push(Arc::new(fenliu_tools_knowledge::KbSearch::new(knowledge.clone())));
         let tools = ToolSet::new(tools)?;
         let registry = registry()?;
         let models = chat_models(config, &registry).await?;
@@ -156,7 +162,7 @@ impl Runtime {
             }
         });
         info!(elapsed_ms = started.elapsed().as_millis() as u64, "runtime ready");
-        Ok(Self { orchestrator, orders, embedder, local_chat })
+        Ok(Self { orchestrator, orders, knowledge, embedder, local_chat })
     }
 
     /// The authenticated customer, as agents see them.

@@ -118,6 +118,96 @@ async fn gate() {
     );
 }
 
+/// A conversation that cannot run (unknown customer) is recorded as failed; the rest run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_conversation_fails_alone() {
+    let system = Arc::new(system());
+    let mut datasets = load_all(&system, &["data/evals/scenarios.jsonl"]);
+    let mut stranger = datasets[0].conversations[0].clone();
+    stranger.id = "stranger".into();
+    stranger.customer.id = Some("nobody_0000".into());
+    datasets[0].conversations.push(stranger);
+    let options = RunOptions { jobs: 2, ..RunOptions::default() };
+    let report = Report::new(run(system, &datasets, &options).await.unwrap());
+    assert_eq!(report.overall.failed_conversations, 1);
+    assert_eq!(report.overall.conversations, 19);
+    let failed = report.errors.iter().find(|e| e.category == "run").unwrap();
+    assert_eq!(failed.conversation, "stranger");
+    assert!(failed.got.contains("nobody_0000"), "{failed:?}");
+}
+
+/// A router model that always answers `out_of_scope`, counting its calls.
+struct FixedRouter(std::sync::atomic::AtomicUsize);
+
+impl fenliu_agent::ChatModel for FixedRouter {
+    fn model_id(&self) -> &str {
+        "fixed-router"
+    }
+
+    async fn chat(
+        &self,
+        _request: fenliu_agent::ChatRequest,
+    ) -> Result<fenliu_agent::ChatResponse, fenliu_agent::ModelError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(fenliu_agent::ChatResponse {
+            message: fenliu_agent::ChatMessage::assistant(
+                r#"{"route": "out_of_scope", "confidence": 0.9}"#,
+            ),
+            finish_reason: fenliu_agent::FinishReason::Stop,
+            usage: fenliu_agent::Usage { prompt_tokens: 100, completion_tokens: 12 },
+            model: "fixed-router".into(),
+        })
+    }
+}
+
+/// The LLM stage's calls and tokens are recorded per turn; a replay cache records them and a
+/// replay-only rerun gives the same turns without calling the model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_calls_are_metered_and_replayed() {
+    use fenliu_evals::models::{Replay, ReplayCache};
+    let dir = tempfile::tempdir().unwrap();
+    let cache_path = dir.path().join("replay.jsonl");
+    let live = Arc::new(FixedRouter(Default::default()));
+    let mut datasets = load_all(&system(), &["data/evals/scenarios.jsonl"]);
+    datasets[0].conversations.retain(|c| c.id == "out-of-scope-en" || c.id == "order-status-zh");
+    let strip = |mut r: fenliu_evals::runner::EvalRun| {
+        for c in &mut r.conversations {
+            for t in &mut c.turns {
+                t.latency_ms = 0.0;
+            }
+        }
+        r.conversations
+    };
+    let run_with = |model: Arc<dyn fenliu_agent::DynChatModel>| {
+        let mut s = system();
+        // Every classifier decision goes on to the LLM stage.
+        s.router.lexical_threshold = 1.0;
+        s.router.semantic_threshold = 1.0;
+        s.router_model = Some(model);
+        let datasets = datasets.clone();
+        async move {
+            let options = RunOptions { jobs: 1, ..RunOptions::default() };
+            run(Arc::new(s), &datasets, &options).await.unwrap()
+        }
+    };
+    let cache = Arc::new(ReplayCache::open(&cache_path).unwrap());
+    let recorded =
+        run_with(Arc::new(Replay::new("fixed-router", Some(live.clone()), cache.clone()))).await;
+    assert_eq!(cache.save().unwrap(), 2);
+    let calls = live.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(calls, 2, "one LLM call per conversation");
+    let m = Report::new(recorded.clone()).overall;
+    assert_eq!(m.llm_calls_per_turn, 1.0);
+    assert_eq!(m.tokens_per_turn, 112.0);
+    assert!(recorded.conversations.iter().all(|c| c.turns[0].stage == "llm"));
+
+    let replay_cache = Arc::new(ReplayCache::open(&cache_path).unwrap());
+    let replayed = run_with(Arc::new(Replay::new("replay", None, replay_cache.clone()))).await;
+    assert_eq!(live.0.load(std::sync::atomic::Ordering::SeqCst), calls, "no live call");
+    assert_eq!(replay_cache.stats(), (2, 0));
+    assert_eq!(strip(recorded), strip(replayed));
+}
+
 /// Runs twice with the same seed: the same turns (latencies aside).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_deterministic_and_tasks_are_judged_by_state() {
