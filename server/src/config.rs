@@ -43,6 +43,8 @@ pub struct Config {
     pub router: RouterConfig,
     /// Per-turn limits.
     pub limits: TurnLimits,
+    /// The knowledge base.
+    pub knowledge: crate::knowledge::KnowledgeConfig,
 }
 
 /// HTTP server settings.
@@ -251,6 +253,7 @@ impl Config {
             }
             _ => {}
         }
+        self.knowledge.validate().map_err(ConfigError::Invalid)?;
         self.router.validate().map_err(ConfigError::Invalid)
     }
 }

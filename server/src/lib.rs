@@ -5,6 +5,8 @@
 //! - [`runtime`]: assembling store, models, tools, agents and the orchestrator from configuration
 //!   (and the one list of built-in agents, [`runtime::agents`]);
 //! - [`app`]: the HTTP API (axum);
+//! - [`knowledge`]: the knowledge base (`[knowledge]`, seeding, `fenliu ingest` and `fenliu kb`)
+//!   and [`bench_knowledge`];
 //! - [`handoff`]: queueing escalations in the human dispatcher, with the customer's wait estimate;
 //! - [`eval`]: `fenliu eval` and `fenliu eval compare` over `fenliu-evals`;
 //! - the `fenliu` binary (`src/main.rs`): `serve` and `chat`.
@@ -12,8 +14,10 @@
 //! Nothing depends on this crate.
 
 pub mod app;
+pub mod bench_knowledge;
 pub mod commands;
 pub mod config;
+pub mod knowledge;
 pub mod handoff;
 pub mod eval;
 pub mod openai_api;
