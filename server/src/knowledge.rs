@@ -350,3 +350,48 @@ pub async fn stats(config: &Config) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `fenliu kb search QUESTION`: what `kb_search` returns for a question, with the scores the
+/// "no answer" decision is made from.
+pub async fn search(
+    config: &Config,
+    question: &str,
+    doc_type: Option<String>,
+    language: Option<String>,
+    top_k: usize,
+) -> anyhow::Result<()> {
+    use fenliu_knowledge::{Retrieval, RetrievalQuery, Retriever as _};
+    let embedder = crate::runtime::load_embedder(config)?;
+    let kb = open(config, embedder).await?;
+    let query = RetrievalQuery {
+        tenant: config.shop.tenant.clone(),
+        query: question.to_owned(),
+        doc_type,
+        language,
+        top_k,
+    };
+    let outcome = kb.search(&query).await?;
+    let answer = kb.retrieve(&query).await?;
+    println!(
+        "best dense similarity {:.3}, best lexical coverage {:.3}{} → {}",
+        outcome.best_dense.unwrap_or(0.0),
+        outcome.best_coverage.unwrap_or(0.0),
+        if outcome.cjk { " (CJK question)" } else { "" },
+        match answer {
+            Retrieval::Hits { .. } => "hits",
+            Retrieval::NoAnswer { .. } => "NO ANSWER",
+        }
+    );
+    for (i, h) in outcome.hits.iter().enumerate() {
+        let text: String = h.text.replace('\n', " ").chars().take(100).collect();
+        println!(
+            "{:>2}. {:.3}  {}  [{}, {}]\n    {text}",
+            i + 1,
+            h.score,
+            h.citation,
+            h.doc_type,
+            h.language
+        );
+    }
+    Ok(())
+}

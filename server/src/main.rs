@@ -69,7 +69,8 @@ enum Command {
     /// product catalogue JSON; directories recursively. Changed files replace their chunks,
     /// deleted files (under a given directory) are removed.
     Ingest(IngestCli),
-    /// The knowledge base: `eval` (hit@k on labelled questions), `backup DIR`, `stats`.
+    /// The knowledge base: `search QUESTION`, `eval` (hit@k on labelled questions), `backup DIR`,
+    /// `stats`.
     Kb {
         #[command(subcommand)]
         what: KbCommand,
@@ -125,6 +126,9 @@ async fn main() -> anyhow::Result<()> {
             fenliu_server::knowledge::backup(&config, &dest).await
         }
         Command::Kb { what: KbCommand::Stats } => fenliu_server::knowledge::stats(&config).await,
+        Command::Kb { what: KbCommand::Search { question, doc_type, language, top_k } } => {
+            fenliu_server::knowledge::search(&config, &question, doc_type, language, top_k).await
+        }
         Command::Bench { what: BenchCommand::Knowledge(args) } => {
             let args = fenliu_server::bench_knowledge::BenchKnowledgeArgs {
                 sizes: args.sizes,
@@ -580,6 +584,20 @@ enum KbCommand {
     },
     /// Documents, chunks and vectors.
     Stats,
+    /// What `kb_search` finds for a question: hits with citations, or "no answer".
+    Search {
+        /// The question.
+        question: String,
+        /// Only this document type (policy, faq, product, manual, promotion).
+        #[arg(long)]
+        doc_type: Option<String>,
+        /// Only this language (en, zh).
+        #[arg(long)]
+        language: Option<String>,
+        /// Hits shown.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+    },
 }
 
 #[derive(clap::Args)]
