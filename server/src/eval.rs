@@ -54,10 +54,12 @@ pub fn eval_tools(
 /// The tools that do not depend on the shop's state, built once for the whole run. Keep in step
 /// with [`Runtime::build`](crate::runtime::Runtime::build).
 pub async fn shared_tools(
-    _config: &Config,
-    _embedder: &Arc<dyn DynEmbedder>,
+    config: &Config,
+    embedder: &Arc<dyn DynEmbedder>,
 ) -> anyhow::Result<Vec<Arc<dyn DynTool>>> {
-    Ok(Vec::new())
+    let knowledge = crate::knowledge::open(config, embedder.clone()).await?;
+    crate::knowledge::seed_if_empty(config, &knowledge).await?;
+    Ok(vec![Arc::new(fenliu_tools_knowledge::KbSearch::new(knowledge))])
 }
 
 /// Options of `fenliu eval`.
