@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `POST` | `/v1/messages` | one customer message → the AI front line's reply |
 //! | `GET` | `/healthz` | liveness |
+//! | `PUT`, `GET`, `POST` | `/v1/dispatch/…` | the human-agent console ([`crate::console`]) |
 //! | `POST` | `/v1/chat/completions` | the local chat model, OpenAI wire protocol (when served) |
 //! | `POST` | `/v1/embeddings` | the sentence embedder, OpenAI wire protocol |
 //!
@@ -59,6 +60,22 @@ pub enum ApiError {
     /// The conversation does not exist for this customer.
     #[error("conversation {0:?} not found")]
     ConversationNotFound(String),
+    /// Something named in the path does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// The request conflicts with the current state (e.g. accepting an offer that lapsed).
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
     /// Anything else: logged, answered generically.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -75,6 +92,8 @@ impl ApiError {
             Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::UnknownCustomer(_) => (StatusCode::NOT_FOUND, "unknown_customer"),
             Self::ConversationNotFound(_) => (StatusCode::NOT_FOUND, "conversation_not_found"),
+            Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -108,7 +127,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn json_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
+pub(crate) fn json_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
         JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -176,15 +195,14 @@ pub fn router(runtime: Runtime, config: &ServerConfig) -> Router {
         chat: runtime.local_chat.clone(),
         embedder: runtime.embedder.clone(),
     };
-    let state = Arc::new(AppState {
-        runtime,
-        max_body_bytes: config.max_body_bytes,
-        handoff: Handoff::new(config.handoff.clone()),
-    });
+    let handoff = Handoff::new(config.handoff.clone());
+    let console = crate::console::routes(handoff.clone(), config.max_body_bytes);
+    let state = Arc::new(AppState { runtime, max_body_bytes: config.max_body_bytes, handoff });
     Router::new()
         .route("/v1/messages", post(post_message))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
+        .merge(console)
         .merge(crate::openai_api::routes(served))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower::limit::ConcurrencyLimitLayer::new(config.max_concurrent_requests))

@@ -97,9 +97,11 @@ impl Handoff {
         self.backend
             .get_or_try_init(|| async move {
                 let handle = tokio::runtime::Handle::current();
-                tokio::task::spawn_blocking(move || handle.block_on(open(config)))
+                let backend = tokio::task::spawn_blocking(move || handle.block_on(open(config)))
                     .await
-                    .context("opening the dispatcher")?
+                    .context("opening the dispatcher")??;
+                tokio::spawn(keep_ticking(backend.clone()));
+                anyhow::Ok(backend)
             })
             .await
     }
@@ -157,6 +159,21 @@ async fn queue(
         .into(),
         callback_offered: !wait.is_finite() || wait > callback_threshold_seconds,
     })
+}
+
+/// How often the dispatcher expires offers, runs timers and makes offers.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the dispatcher's tick for as long as the runtime lives.
+async fn keep_ticking(backend: Backend) {
+    let mut every = tokio::time::interval(TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = backend.tick().await {
+            tracing::warn!(error = %e, "dispatcher tick failed");
+        }
+    }
 }
 
 async fn open(config: HandoffConfig) -> anyhow::Result<Backend> {

@@ -7,6 +7,7 @@
 //! - [`app`]: the HTTP API (axum);
 //! - [`knowledge`]: the knowledge base (`[knowledge]`, seeding, `fenliu ingest` and `fenliu kb`)
 //!   and [`bench_knowledge`];
+//! - [`console`]: the human-agent console's endpoints on the dispatcher;
 //! - [`handoff`]: queueing escalations in the human dispatcher, with the customer's wait estimate;
 //! - [`eval`]: `fenliu eval` and `fenliu eval compare` over `fenliu-evals`;
 //! - the `fenliu` binary (`src/main.rs`): `serve` and `chat`.
@@ -17,6 +18,7 @@ pub mod app;
 pub mod bench_knowledge;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod knowledge;
 pub mod handoff;
 pub mod eval;

@@ -290,6 +290,112 @@ async fn escalations_are_queued_for_a_person_with_a_wait_estimate() {
 }
 
 #[tokio::test]
+async fn a_person_takes_an_escalation_through_the_console_and_hostile_calls_are_refused() {
+    let s = Server::start().await;
+    let url = |path: &str| format!("{}/v1/dispatch/{path}", s.base);
+    let send = |req: reqwest::RequestBuilder| async move {
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null))
+    };
+    let ann = json!({
+        "name": "Ann",
+        "skills": {"routes": {"human": 4, "complaint": 3}, "languages": {"en": 5}, "products": {}},
+        "capacity": {"chat": 2, "call": 0, "email": 0}
+    });
+    assert_eq!(send(s.client.put(url("agents/ann")).json(&ann)).await.0, 200);
+    assert_eq!(
+        send(s.client.post(url("agents/ann/status")).json(&json!({"status": "online"}))).await.0,
+        200
+    );
+    let r = s.say("james_li_5688", "agent please", None).await;
+    let item = r.handoff.expect("queued").queue_item;
+    // The dispatcher's tick (every second) offers it to Ann.
+    let mut holder = None;
+    for _ in 0..50 {
+        let (status, body) = send(s.client.get(url(&format!("items/{item}")))).await;
+        assert_eq!(status, 200, "{body}");
+        if body["item"]["state"]["state"] == "offered" {
+            holder = body["item"]["state"]["agent"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(holder.as_deref(), Some("ann"));
+    // Someone else cannot take Ann's offer.
+    let (status, body) =
+        send(s.client.post(url(&format!("items/{item}/accept"))).json(&json!({"agent_id": "bob"})))
+            .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_holder")), "{body}");
+    let (status, body) =
+        send(s.client.post(url(&format!("items/{item}/accept"))).json(&json!({"agent_id": "ann"})))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events"][0]["event"], "accepted", "{body}");
+    // Hostile closings: a rating out of range, an unknown field, not JSON, not a JSON body.
+    let done = url(&format!("items/{item}/complete"));
+    let (status, body) = send(
+        s.client
+            .post(&done)
+            .json(&json!({"agent_id": "ann", "resolved_first_contact": true, "csat": 9})),
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_request")));
+    let (status, _) = send(
+        s.client
+            .post(&done)
+            .json(&json!({"agent_id": "ann", "resolved_first_contact": true, "x": 1})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, body) = send(
+        s.client.post(&done).header("content-type", "application/json").body("{\"agent_id\":"),
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_json")));
+    let (status, _) = send(s.client.post(&done).body("agent_id=ann")).await;
+    assert_eq!(status, 415);
+    let (status, body) = send(
+        s.client
+            .post(&done)
+            .json(&json!({"agent_id": "ann", "resolved_first_contact": true, "csat": 5})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Closed: no longer live; closing twice is refused, nothing changes.
+    let (status, body) = send(s.client.get(url(&format!("items/{item}")))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_item")));
+    let (status, _) = send(
+        s.client.post(&done).json(&json!({"agent_id": "ann", "resolved_first_contact": true})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    // Unknown people, ids too long or with control characters, a status set by hand that only
+    // the dispatcher sets, skill levels out of range.
+    let (status, body) =
+        send(s.client.post(url("agents/nobody/status")).json(&json!({"status": "online"}))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_agent")));
+    let long = "x".repeat(200);
+    let (status, body) = send(s.client.get(url(&format!("items/{long}")))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_id")));
+    let (status, _) = send(s.client.get(url("items/a%07b"))).await;
+    assert_eq!(status, 422);
+    let (status, _) =
+        send(s.client.post(url("agents/ann/status")).json(&json!({"status": "wrap_up"}))).await;
+    assert_eq!(status, 422);
+    let (status, _) =
+        send(s.client.post(url("agents/ann/status")).json(&json!({"status": "asleep"}))).await;
+    assert_eq!(status, 422);
+    let mut bad = ann.clone();
+    bad["skills"]["routes"]["human"] = json!(9);
+    assert_eq!(send(s.client.put(url("agents/ann")).json(&bad)).await.0, 422);
+    bad["skills"]["routes"] = json!({"Not A Route": 3});
+    assert_eq!(send(s.client.put(url("agents/ann")).json(&bad)).await.0, 422);
+    // The server keeps serving.
+    assert_eq!(s.say("james_li_5688", "Where is my order #W2611340?", None).await.route, "order");
+}
+
+#[tokio::test]
 async fn hostile_requests_get_clear_errors_and_the_server_keeps_serving() {
     let s = Server::start().await;
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
