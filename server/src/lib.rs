@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod bench_knowledge;
+pub mod bench_turns;
 pub mod commands;
 pub mod config;
 pub mod console;

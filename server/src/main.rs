@@ -140,6 +140,16 @@ async fn main() -> anyhow::Result<()> {
             fenliu_server::bench_knowledge::run(&config, &args).await
         }
         Command::Bench { what: BenchCommand::Dispatch(args) } => bench_dispatch(&args).await,
+        Command::Bench { what: BenchCommand::Turns(args) } => {
+            let args = fenliu_server::bench_turns::BenchTurnsArgs {
+                shop: args.shop,
+                concurrency: args.concurrency,
+                turns: args.turns,
+                runs: args.runs,
+                json: args.json,
+            };
+            fenliu_server::bench_turns::bench_turns(&args).await
+        }
         Command::Bench { what: BenchCommand::Route(args) } => {
             let args = fenliu_server::commands::BenchRouteArgs {
                 data: args.data,
@@ -634,6 +644,28 @@ enum BenchCommand {
     /// Routing latency per deciding stage and messages per second (run with RAYON_NUM_THREADS=1
     /// for the one-core figure).
     Route(BenchRouteArgs),
+    /// Orchestration cost of a model-driven turn (LLM routing, tool call, answer) with a scripted
+    /// in-process model and over loopback HTTP, at several concurrencies.
+    Turns(BenchTurnsArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchTurnsArgs {
+    /// The demo shop whose orders are looked up.
+    #[arg(long, default_value = "data/demo")]
+    shop: PathBuf,
+    /// Concurrent conversations, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 100, 1000])]
+    concurrency: Vec<usize>,
+    /// Turns per measurement.
+    #[arg(long, default_value_t = 2000)]
+    turns: usize,
+    /// Runs per figure; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]

@@ -12,7 +12,10 @@ use fenliu_orchestrator::training::RouterArtifact;
 use fenliu_orchestrator::{AgentRegistry, Orchestrator, Supervisor};
 use fenliu_store_sql::SqlStore;
 use fenliu_tool::ToolSet;
-use fenliu_tools_commerce::{Customer, DynOrderStore, DynTicketStore, ShopData, Tier};
+use fenliu_tools_commerce::marketing::{ProductCatalog, marketing_tools};
+use fenliu_tools_commerce::{
+    Customer, DynOrderStore, DynPreferenceStore, DynTicketStore, ShopData, Tier,
+};
 use tracing::info;
 
 use crate::config::Config;
@@ -23,6 +26,7 @@ pub fn agents() -> Vec<Arc<dyn DynAgent>> {
         Arc::new(fenliu_agent_order::OrderAgent::new()),
         Arc::new(fenliu_agent_after_sales::AfterSalesAgent::new()),
         Arc::new(fenliu_agent_complaint::ComplaintAgent::new()),
+        Arc::new(fenliu_agent_marketing::MarketingAgent::with_knowledge()),
         Arc::new(fenliu_agent_faq::FaqAgent::new()),
     ]
 }
@@ -127,6 +131,11 @@ impl Runtime {
         let tickets: Arc<dyn DynTicketStore> = store.clone();
         let mut tools = fenliu_tools_commerce::tools::order_tools(orders.clone());
         tools.extend(fenliu_tools_commerce::ticket_tools::ticket_tools(orders.clone(), tickets));
+        let catalog = ProductCatalog::from_store(orders.as_ref(), embedder.clone())
+            .await
+            .context("embedding the product catalogue")?;
+        let preferences: Arc<dyn DynPreferenceStore> = store.clone();
+        tools.extend(marketing_tools(Arc::new(catalog), preferences));
         let knowledge = crate::knowledge::open(config, embedder.clone()).await?;
         crate::knowledge::seed_if_empty(config, &knowledge).await?;
         tools.push(Arc::new(fenliu_tools_knowledge::KbSearch::new(knowledge.clone())));

@@ -641,3 +641,27 @@ async fn local_models_are_served_over_the_openai_protocol() {
     let r = post("/v1/embeddings", json!({"input": [1, 2]})).await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[tokio::test]
+async fn recommendations_come_from_the_real_catalogue_in_both_languages() {
+    let s = Server::start().await;
+    let en = play(
+        &s,
+        "james_li_5688",
+        &["Can you recommend a product? I'm shopping for a gift", "wireless earbuds under $250"],
+    )
+    .await;
+    assert_eq!(en[0].route, "marketing", "{:?}", en[0].decision);
+    let last = en.last().unwrap();
+    assert_eq!(last.agent.as_deref(), Some("marketing"));
+    assert!(called(&en, "search_products"));
+    assert!(
+        last.reply.contains("1. Wireless Earbuds") && last.reply.contains('$'),
+        "{}",
+        last.reply
+    );
+
+    let zh = play(&s, "james_li_5688", &["推荐一款400美元以内的智能手表"]).await;
+    assert_eq!(zh[0].route, "marketing", "{:?}", zh[0].decision);
+    assert!(zh[0].reply.contains("智能手表（Smart Watch）"), "{}", zh[0].reply);
+}
