@@ -9,6 +9,7 @@
 //!   and [`bench_knowledge`];
 //! - [`console`]: the human-agent console's endpoints on the dispatcher;
 //! - [`handoff`]: queueing escalations in the human dispatcher, with the customer's wait estimate;
+//! - [`bench_turns`]: `fenliu bench turns`, the cost of a model-driven turn;
 //! - [`eval`]: `fenliu eval` and `fenliu eval compare` over `fenliu-evals`;
 //! - the `fenliu` binary (`src/main.rs`): `serve` and `chat`.
 //!
