@@ -233,7 +233,6 @@ pub async fn run(config: &Config, args: &BenchKnowledgeArgs) -> anyhow::Result<(
                 "-"
             );
             for &ef in &args.ef {
-                let store = EdgeStore::open(dir.path(), EdgeOptions { hnsw_ef: ef, ..options })?;
                 let mut times = Vec::with_capacity(queries.len());
                 let (mut found, mut total) = (0usize, 0usize);
                 // One warm-up pass loads the segment; then the measured pass.
@@ -246,7 +245,7 @@ pub async fn run(config: &Config, args: &BenchKnowledgeArgs) -> anyhow::Result<(
                             score_threshold: None,
                         };
                         let t = Instant::now();
-                        let hits = store.search("bench", &request).await?;
+                        let hits = store.search_with_ef("bench", &request, ef)?;
                         if pass == 1 {
                             times.push(t.elapsed());
                             found += hits.iter().filter(|h| exact.contains(&h.id)).count();

@@ -312,7 +312,17 @@ impl EdgeStore {
         collection: &str,
         request: &SearchRequest,
     ) -> Result<Vec<ScoredPoint>> {
-        self.search_with(collection, request, true)
+        self.search_with(collection, request, true, self.options.hnsw_ef)
+    }
+
+    /// HNSW search with another `hnsw_ef` than the configured one (benchmarks sweep it).
+    pub fn search_with_ef(
+        &self,
+        collection: &str,
+        request: &SearchRequest,
+        hnsw_ef: usize,
+    ) -> Result<Vec<ScoredPoint>> {
+        self.search_with(collection, request, false, hnsw_ef.max(1))
     }
 
     fn search_with(
@@ -320,6 +330,7 @@ impl EdgeStore {
         collection: &str,
         request: &SearchRequest,
         exact: bool,
+        hnsw_ef: usize,
     ) -> Result<Vec<ScoredPoint>> {
         let c = self.get(collection)?;
         if request.vector.len() != c.dimensions {
@@ -340,11 +351,7 @@ impl EdgeStore {
                 request.vector.clone(),
             )),
             filter: to_filter(&request.filter)?,
-            params: Some(SearchParams {
-                hnsw_ef: Some(self.options.hnsw_ef),
-                exact,
-                ..SearchParams::default()
-            }),
+            params: Some(SearchParams { hnsw_ef: Some(hnsw_ef), exact, ..SearchParams::default() }),
             limit: request.limit,
             offset: 0,
             with_payload: Some(WithPayloadInterface::Bool(true)),
@@ -442,7 +449,7 @@ impl VectorStore for EdgeStore {
     }
 
     async fn search(&self, collection: &str, request: &SearchRequest) -> Result<Vec<ScoredPoint>> {
-        self.search_with(collection, request, false)
+        self.search_with(collection, request, false, self.options.hnsw_ef)
     }
 
     async fn count(&self, collection: &str, filter: &KbFilter) -> Result<usize> {
