@@ -44,6 +44,7 @@ pub fn eval_tools(
     let commerce = System::commerce_tools(now);
     Arc::new(move |store: Arc<MemoryShopStore>| {
         let mut tools = commerce(store.clone());
+        tools.extend(crate::runtime::extension_tools(store.clone()));
         tools.extend(shared.iter().cloned());
         let preferences: Arc<dyn DynPreferenceStore> = store;
         tools.extend(marketing_tools(catalog.clone(), preferences));

@@ -11,7 +11,7 @@ use fenliu_models::{LocalGemma, LocalGemmaOptions, MiniLmEmbedder, MiniLmOptions
 use fenliu_orchestrator::training::RouterArtifact;
 use fenliu_orchestrator::{AgentRegistry, Orchestrator, Supervisor};
 use fenliu_store_sql::SqlStore;
-use fenliu_tool::ToolSet;
+use fenliu_tool::{DynTool, ToolSet};
 use fenliu_tools_commerce::marketing::{ProductCatalog, marketing_tools};
 use fenliu_tools_commerce::{
     Customer, DynOrderStore, DynPreferenceStore, DynTicketStore, ShopData, Tier,
@@ -26,9 +26,16 @@ pub fn agents() -> Vec<Arc<dyn DynAgent>> {
         Arc::new(fenliu_agent_order::OrderAgent::new()),
         Arc::new(fenliu_agent_after_sales::AfterSalesAgent::new()),
         Arc::new(fenliu_agent_complaint::ComplaintAgent::new()),
-        Arc::new(fenliu_agent_marketing::MarketingAgent::with_knowledge()),
         Arc::new(fenliu_agent_faq::FaqAgent::new()),
+        Arc::new(fenliu_agent_marketing::MarketingAgent::with_knowledge()),
+        Arc::new(fenliu_example_membership_points::MembershipPointsAgent::new()),
     ]
+}
+
+/// The tools the agents outside `agents/` bring (the examples), over the shop's orders; the
+/// server and `fenliu eval` add them to their tool sets.
+pub fn extension_tools(orders: Arc<dyn DynOrderStore>) -> Vec<Arc<dyn DynTool>> {
+    fenliu_example_membership_points::tools(orders)
 }
 
 /// The registry of [`agents`].
@@ -131,14 +138,15 @@ impl Runtime {
         let tickets: Arc<dyn DynTicketStore> = store.clone();
         let mut tools = fenliu_tools_commerce::tools::order_tools(orders.clone());
         tools.extend(fenliu_tools_commerce::ticket_tools::ticket_tools(orders.clone(), tickets));
+        tools.extend(extension_tools(orders.clone()));
+        let knowledge = crate::knowledge::open(config, embedder.clone()).await?;
+        crate::knowledge::seed_if_empty(config, &knowledge).await?;
+        tools.push(Arc::new(fenliu_tools_knowledge::KbSearch::new(knowledge.clone())));
         let catalog = ProductCatalog::from_store(orders.as_ref(), embedder.clone())
             .await
             .context("embedding the product catalogue")?;
         let preferences: Arc<dyn DynPreferenceStore> = store.clone();
         tools.extend(marketing_tools(Arc::new(catalog), preferences));
-        let knowledge = crate::knowledge::open(config, embedder.clone()).await?;
-        crate::knowledge::seed_if_empty(config, &knowledge).await?;
-        tools.push(Arc::new(fenliu_tools_knowledge::KbSearch::new(knowledge.clone())));
         let tools = ToolSet::new(tools)?;
         let registry = registry()?;
         let models = chat_models(config, &registry).await?;
