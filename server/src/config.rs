@@ -45,6 +45,29 @@ pub struct Config {
     pub limits: TurnLimits,
     /// The knowledge base.
     pub knowledge: crate::knowledge::KnowledgeConfig,
+    /// Per-agent settings (`[agents.<id>]`), by agent id; checked against the registered agents
+    /// at start.
+    pub agents: BTreeMap<String, AgentConfig>,
+}
+
+/// Settings of one agent (`[agents.<id>]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Who decides the agent's tool calls.
+    pub policy: AgentPolicy,
+}
+
+/// Who decides an agent's tool calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentPolicy {
+    /// The agent's own code (works with no chat model).
+    #[default]
+    Deterministic,
+    /// The agent's chat model chooses among its allow-listed tools by function calling; writes
+    /// wait for the customer's confirmation. Needs a chat model for the agent (`[models]`).
+    ModelDriven,
 }
 
 /// HTTP server settings.
@@ -297,6 +320,21 @@ mod tests {
         assert!(err.contains("store.url"), "{err}");
         let err = with("[store]\nkind = \"oracle\"").unwrap_err().to_string();
         assert!(err.contains("oracle"), "{err}");
+    }
+
+    #[test]
+    fn agent_policies_parse_and_unknown_values_are_named() {
+        let c = with(
+            "[agents.order]\npolicy = \"model_driven\"\n[agents.faq]\npolicy = \"deterministic\"",
+        )
+        .unwrap();
+        assert_eq!(c.agents["order"].policy, AgentPolicy::ModelDriven);
+        assert_eq!(c.agents["faq"].policy, AgentPolicy::Deterministic);
+        assert_eq!(with("").unwrap().agents, BTreeMap::new());
+        let err = with("[agents.order]\npolicy = \"yolo\"").unwrap_err().to_string();
+        assert!(err.contains("yolo") && err.contains("model_driven"), "{err}");
+        let err = with("[agents.order]\npolicyy = \"model_driven\"").unwrap_err().to_string();
+        assert!(err.contains("policyy"), "{err}");
     }
 
     #[test]

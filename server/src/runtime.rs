@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use fenliu_agent::policy::ModelDrivenPolicy;
 use fenliu_agent::{CustomerRef, CustomerTier, DynAgent, DynChatModel, Language};
 use fenliu_knowledge::DynEmbedder;
 use fenliu_models::{LocalGemma, LocalGemmaOptions, MiniLmEmbedder, MiniLmOptions, ModelRegistry};
@@ -18,7 +19,7 @@ use fenliu_tools_commerce::{
 };
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{AgentPolicy, Config};
 
 /// The specialist agents this build ships. Registering an agent is one line here.
 pub fn agents() -> Vec<Arc<dyn DynAgent>> {
@@ -36,6 +37,61 @@ pub fn agents() -> Vec<Arc<dyn DynAgent>> {
 /// server and `fenliu eval` add them to their tool sets.
 pub fn extension_tools(orders: Arc<dyn DynOrderStore>) -> Vec<Arc<dyn DynTool>> {
     fenliu_example_membership_points::tools(orders)
+}
+
+/// Tools that only read: everything else an agent may call counts as a write, which the
+/// model-driven policy runs only after the customer confirms (an unknown tool is a write).
+const READ_ONLY_TOOLS: &[&str] = &[
+    "get_order",
+    "list_orders",
+    "get_ticket",
+    "list_tickets",
+    "check_warranty",
+    "search_products",
+    "get_newsletter_subscription",
+    "kb_search",
+    "get_points_balance",
+];
+
+/// The model-driven policies `[agents.<id>] policy = "model_driven"` asks for, by agent id,
+/// with every non-read-only tool on the agent's allow-list to be confirmed. `has_model` tells
+/// whether an agent has a chat model. An id that names no agent, or a model-driven agent without
+/// a model, is a start-up error naming the key.
+pub fn agent_policies(
+    config: &Config,
+    agents: &[Arc<dyn DynAgent>],
+    has_model: impl Fn(&str) -> bool,
+) -> anyhow::Result<Vec<(String, ModelDrivenPolicy)>> {
+    let mut policies = Vec::new();
+    for (id, agent_config) in &config.agents {
+        let Some(agent) = agents.iter().find(|a| a.descriptor().id == *id) else {
+            let known: Vec<String> = agents.iter().map(|a| a.descriptor().id).collect();
+            anyhow::bail!(
+                "agents.{id}: no agent `{id}` is registered (agents: {})",
+                known.join(", ")
+            );
+        };
+        if agent_config.policy != AgentPolicy::ModelDriven {
+            continue;
+        }
+        if !has_model(id) {
+            anyhow::bail!(
+                "agents.{id}.policy = \"model_driven\" needs a chat model for `{id}`: set \
+                 models.default or models.roles.{id}"
+            );
+        }
+        let confirm_tools = agent
+            .descriptor()
+            .tools
+            .into_iter()
+            .filter(|t| !READ_ONLY_TOOLS.contains(&t.as_str()))
+            .collect();
+        policies.push((
+            id.clone(),
+            ModelDrivenPolicy { confirm_tools, ..ModelDrivenPolicy::default() },
+        ));
+    }
+    Ok(policies)
 }
 
 /// The registry of [`agents`].
@@ -150,6 +206,7 @@ impl Runtime {
         let tools = ToolSet::new(tools)?;
         let registry = registry()?;
         let models = chat_models(config, &registry).await?;
+        let policies = agent_policies(config, &agents(), |id| models.for_role(id).is_some())?;
         let mut supervisor = build_supervisor(config, &registry, embedder.clone()).await?;
         if let Some(router_model) = models.for_role(ModelRegistry::ROUTER) {
             supervisor = supervisor.with_llm(router_model);
@@ -178,6 +235,8 @@ impl Runtime {
                 None => o,
             }
         });
+        let orchestrator =
+            policies.into_iter().fold(orchestrator, |o, (id, p)| o.with_agent_policy(&id, p));
         info!(elapsed_ms = started.elapsed().as_millis() as u64, "runtime ready");
         Ok(Self { orchestrator, orders, knowledge, embedder, local_chat })
     }
@@ -198,5 +257,46 @@ pub fn customer_ref(c: Customer) -> CustomerRef {
         },
         language: if c.language == "zh" { Language::Zh } else { Language::En },
         id: c.id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::config::AgentConfig;
+
+    fn config(entries: &[(&str, AgentPolicy)]) -> Config {
+        let mut config = Config::default();
+        for (id, policy) in entries {
+            config.agents.insert((*id).to_owned(), AgentConfig { policy: *policy });
+        }
+        config
+    }
+
+    #[test]
+    fn model_driven_agents_get_a_policy_that_confirms_their_writes() {
+        let c = config(&[("order", AgentPolicy::ModelDriven), ("faq", AgentPolicy::Deterministic)]);
+        let policies = agent_policies(&c, &agents(), |_| true).unwrap();
+        assert_eq!(policies.len(), 1, "{policies:?}");
+        let (id, policy) = &policies[0];
+        assert_eq!(id, "order");
+        // The order agent's allow-list: get_order, list_orders (reads) and cancel_order (a write).
+        assert_eq!(policy.confirm_tools, vec!["cancel_order".to_owned()]);
+        assert!(agent_policies(&Config::default(), &agents(), |_| false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_agents_and_missing_models_fail_with_the_key_named() {
+        let c = config(&[("loyalty", AgentPolicy::ModelDriven)]);
+        let err = agent_policies(&c, &agents(), |_| true).unwrap_err().to_string();
+        assert!(err.contains("agents.loyalty") && err.contains("membership_points"), "{err}");
+        let c = config(&[("order", AgentPolicy::ModelDriven)]);
+        let err = agent_policies(&c, &agents(), |id| id != "order").unwrap_err().to_string();
+        assert!(err.contains("agents.order.policy") && err.contains("models.roles.order"), "{err}");
+        // Deterministic needs no model.
+        let c = config(&[("order", AgentPolicy::Deterministic)]);
+        assert!(agent_policies(&c, &agents(), |_| false).unwrap().is_empty());
     }
 }
