@@ -140,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
             fenliu_server::bench_knowledge::run(&config, &args).await
         }
         Command::Bench { what: BenchCommand::Dispatch(args) } => bench_dispatch(&args).await,
+        Command::Bench { what: BenchCommand::Models(args) } => bench_models(args).await,
         Command::Bench { what: BenchCommand::Turns(args) } => {
             let args = fenliu_server::bench_turns::BenchTurnsArgs {
                 shop: args.shop,
@@ -647,6 +648,9 @@ enum BenchCommand {
     /// Orchestration cost of a model-driven turn (LLM routing, tool call, answer) with a scripted
     /// in-process model and over loopback HTTP, at several concurrencies.
     Turns(BenchTurnsArgs),
+    /// Local models: load time, prompt and decode tokens/s (Gemma), sentences/s per batch size
+    /// (MiniLM); medians over several runs.
+    Models(BenchModelsArgs),
 }
 
 #[derive(clap::Args)]
@@ -666,6 +670,72 @@ struct BenchTurnsArgs {
     /// JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args)]
+struct BenchModelsArgs {
+    /// The models directory (`scripts/setup.sh` fills it).
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+    /// Thread counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
+    threads: Vec<usize>,
+    /// Runs per figure; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Greedy decoding steps.
+    #[arg(long, default_value_t = 64)]
+    decode_tokens: usize,
+    /// Embedding batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 32])]
+    batch: Vec<usize>,
+    /// Only one model: `gemma` or `minilm`.
+    #[arg(long)]
+    only: Option<BenchModelChoice>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchModelChoice {
+    Gemma,
+    Minilm,
+}
+
+async fn bench_models(args: BenchModelsArgs) -> anyhow::Result<()> {
+    use fenliu_models::bench::{ModelBenchOptions, ModelSelection};
+    let options = ModelBenchOptions {
+        models_dir: args.models_dir,
+        threads: args.threads,
+        runs: args.runs,
+        prompt_tokens: args.prompt_tokens,
+        decode_tokens: args.decode_tokens,
+        batch_sizes: args.batch,
+        models: match args.only {
+            None => ModelSelection::All,
+            Some(BenchModelChoice::Gemma) => ModelSelection::Gemma,
+            Some(BenchModelChoice::Minilm) => ModelSelection::MiniLm,
+        },
+    };
+    let json = args.json;
+    let report = tokio::task::spawn_blocking(move || {
+        fenliu_models::bench::run(&options, &mut |step| {
+            if !json {
+                eprintln!("bench: {step}");
+            }
+        })
+    })
+    .await??;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
