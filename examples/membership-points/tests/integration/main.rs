@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod routing;
+
 use std::sync::Arc;
 
 use fenliu_agent::test_utils::{AgentHarness, assert_agent_conformance, run_turn};
