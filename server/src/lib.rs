@@ -5,10 +5,10 @@
 //! - [`runtime`]: assembling store, models, tools, agents and the orchestrator from configuration
 //!   (and the one list of built-in agents, [`runtime::agents`]);
 //! - [`app`]: the HTTP API (axum);
-//! - [`knowledge`]: the knowledge base (`[knowledge]`, seeding, `fenliu ingest` and `fenliu kb`)
-//!   and [`bench_knowledge`];
 //! - [`console`]: the human-agent console's endpoints on the dispatcher;
 //! - [`handoff`]: queueing escalations in the human dispatcher, with the customer's wait estimate;
+//! - [`knowledge`]: the knowledge base (`[knowledge]`, seeding, `fenliu ingest` and `fenliu kb`)
+//!   and [`bench_knowledge`];
 //! - [`bench_turns`]: `fenliu bench turns`, the cost of a model-driven turn;
 //! - [`eval`]: `fenliu eval` and `fenliu eval compare` over `fenliu-evals`;
 //! - the `fenliu` binary (`src/main.rs`): `serve` and `chat`.
@@ -21,8 +21,8 @@ pub mod bench_turns;
 pub mod commands;
 pub mod config;
 pub mod console;
-pub mod knowledge;
-pub mod handoff;
 pub mod eval;
+pub mod handoff;
+pub mod knowledge;
 pub mod openai_api;
 pub mod runtime;

@@ -27,12 +27,12 @@ fn test_config(db: &std::path::Path) -> Config {
         .unwrap_or_else(|| workspace().join("models"));
     config.shop.seed_dir = Some(workspace().join("data/demo"));
     config.router.model = Some(workspace().join("data/router/default.json"));
+    // Escalations are queued in an embedded dispatcher beside the test's database.
+    config.server.handoff.path = db.join("dispatch.sqlite");
     // The knowledge base lives with the test's database; seeding it costs MiniLM time, so only
     // the knowledge tests (`knowledge.rs`) ask for the demo documents.
     config.knowledge.path = db.join("kb");
     config.knowledge.seed = Vec::new();
-    // Escalations are queued in an embedded dispatcher beside the test's database.
-    config.server.handoff.path = db.join("dispatch.sqlite");
     config
 }
 
