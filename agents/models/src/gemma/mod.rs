@@ -32,15 +32,15 @@
 //!   enums and nested constraints are not validated; callers parse into their own types.
 //!
 //! # Costs
-//! Measured with `cargo test --release -p fenliu-models --test gemma -- --ignored --nocapture
-//! bench` on the 2-core machine while other builds kept its load average near 5 (so these are
-//! floors, not peaks): load 4.1 s (weights converted to Q8_0 in memory, tokenizer built from the
-//! metadata), 271 MB of weights, 426 MB resident after load and 521 MB at peak; 128-token prompt
-//! at 50 tokens/s and decoding at 18 tokens/s on 1 thread (52 and 17 on 2 threads: the second
-//! core was busy). Side by side under the same load and 1 thread, candle-transformers'
-//! `quantized_gemma3` on the original file did 10 prompt / 7 decode tokens/s against our 55 / 16.
+//! Measured with `fenliu bench models --threads 1 --runs 5` (release build, medians) on the
+//! 2-core machine with one other process busy: load 1.7 s (weights converted to Q8_0 in memory,
+//! tokenizer built from the metadata), 271 MB of weights, ~0.3 GB resident after load; a
+//! 128-token prompt at 101 tokens/s and decoding at 33 tokens/s on 1 thread. llama.cpp
+//! (llama-cpp-python 0.3.36, `scripts/bench_reference.py`) on the same file and thread count
+//! did 1,039 prompt / 72 decode tokens/s: our decode is 0.46× and prompt processing 0.1× of it.
 //! The tied 262,144-row output projection (178 MB of Q8_0 read per token) takes about half of
-//! each decode step. The KV cache adds 18 layers × 2 × 256 floats per position (~37 KB).
+//! each decode step; llama.cpp multiplies the original (smaller) quantised rows directly.
+//! The KV cache adds 18 layers × 2 × 256 floats per position (~37 KB).
 //!
 //! Generation runs on a rayon pool of [`LocalGemmaOptions::threads`] threads — 1 by default
 //! because with another busy process on the machine two compute threads collapse to a few tokens
