@@ -436,29 +436,38 @@ pub(crate) fn pick_item(message: &str, items: &[(&str, &str)]) -> Option<usize> 
     if let Some(i) = unique(by_id) {
         return Some(i);
     }
-    let words = |name: &str| -> Vec<String> {
-        name.to_lowercase()
+    // By name: each item scores the words of its name the message mentions (short words such as
+    // "pet" or "bed" as whole words, longer ones also as prefixes of plurals); the single best
+    // score wins, so "pet bed" picks the Pet Bed even when another item is also a bed.
+    let score = |name: &str| -> usize {
+        let name_lower = name.to_lowercase();
+        let english = name_lower
             .split(|c: char| !c.is_alphanumeric() && c != '-')
-            .filter(|w| w.len() >= 4)
-            .map(str::to_owned)
-            .collect()
+            .filter(|w| w.len() >= 3)
+            .filter(|w| {
+                if w.len() >= 4 {
+                    contains_keyword(&lower, w.trim_end_matches('s'), Match::Prefix)
+                } else {
+                    contains_keyword(&lower, w, Match::Word)
+                }
+            })
+            .count();
+        let chinese = ZH_PRODUCT_WORDS
+            .iter()
+            .filter(|(zh, en)| lower.contains(zh) && name_lower.contains(en))
+            .count();
+        english + chinese
     };
-    let by_name: Vec<usize> = items
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, name))| {
-            let name_lower = name.to_lowercase();
-            words(name)
-                .iter()
-                .any(|w| contains_keyword(&lower, w.trim_end_matches('s'), Match::Prefix))
-                || ZH_PRODUCT_WORDS
-                    .iter()
-                    .any(|(zh, en)| lower.contains(zh) && name_lower.contains(en))
-        })
-        .map(|(i, _)| i)
-        .collect();
-    if let Some(i) = unique(by_name) {
-        return Some(i);
+    let scores: Vec<usize> = items.iter().map(|(_, name)| score(name)).collect();
+    if let Some(&best) = scores.iter().max()
+        && best > 0
+    {
+        let winners: Vec<usize> =
+            scores.iter().enumerate().filter(|&(_, &s)| s == best).map(|(i, _)| i).collect();
+        if let Some(i) = unique(winners) {
+            return Some(i);
+        }
+        // Several items fit equally well: only a position ("the second one") decides.
     }
     position(&lower, items.len())
 }
@@ -565,6 +574,13 @@ mod tests {
         assert_eq!(pick_item("my headphones", &items), None);
         assert_eq!(pick_item("9", &items), None);
         assert_eq!(pick_item("", &items), None);
+        // Short name words count as whole words, and the most specific name wins.
+        let beds = [("b1", "Pet Bed"), ("b2", "Bed Frame"), ("c1", "Action Camera")];
+        assert_eq!(pick_item("the pet bed please", &beds), Some(0));
+        assert_eq!(pick_item("the bed frame", &beds), Some(1));
+        assert_eq!(pick_item("the bed", &beds), None);
+        assert_eq!(pick_item("a bedtime story", &beds), None);
+        assert_eq!(pick_item("the camera", &beds), Some(2));
     }
 
     #[test]
