@@ -117,3 +117,16 @@ fn urls_are_redacted() {
     assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     assert_eq!(redact("postgres://h"), "postgres://h");
 }
+
+/// How many migration files the crate ships for `backend` (`sqlite` or `postgres`), so that the
+/// "recorded once" checks follow new migrations instead of a hard-coded count.
+pub(crate) fn migration_files(backend: &str) -> i64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    let count = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter(|entry| {
+            entry.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count();
+    i64::try_from(count).unwrap()
+}
