@@ -1,0 +1,1 @@
+//! Vector store on a Qdrant server, through `qdrant-client` (gRPC).
