@@ -13,7 +13,10 @@
 //! - the conversation vocabulary in [`conversation`] ([`Route`], [`Language`], [`Channel`], …);
 //! - the [`ChatModel`] contract in [`model`];
 //! - the model-driven policy in [`policy`]: a chat model choosing among an agent's allow-listed
-//!   tools by function calling, bounded, with writes confirmed by the customer.
+//!   tools by function calling, bounded, with writes confirmed by the customer;
+//! - declarative per-agent settings in [`settings`] (`<agent id>.toml`: thresholds, a narrowed
+//!   allow-list, extra training phrases, template overrides), validated against the descriptor
+//!   and read by agents through [`AgentContext::template`].
 //!
 //! Agents never call the dispatcher or the orchestrator: they return [`AgentReply::Escalate`] and
 //! the orchestrator acts on it. The `test-utils` feature adds a scripted chat model and the
@@ -22,13 +25,14 @@
 pub mod conversation;
 pub mod model;
 pub mod policy;
+pub mod settings;
 pub mod state;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 pub mod text;
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use fenliu_tool::{BoxFuture, Tool, ToolCallRecord, ToolContext, ToolError, ToolSet};
 use schemars::JsonSchema;
@@ -40,6 +44,7 @@ pub use model::{
     ChatMessage, ChatModel, ChatRequest, ChatResponse, ChatRole, ChatStream, DynChatModel,
     FinishReason, ModelError, ResponseFormat, StreamEvent, ToolCallRequest, ToolChoice, Usage,
 };
+pub use settings::{AgentSettings, TemplateSpec};
 pub use state::{ConversationState, ConversationStore, MemoryConversationStore, StateError};
 
 /// An example message that should be routed to an agent, used to train the supervisor.
@@ -73,6 +78,9 @@ pub struct AgentDescriptor {
     pub training_phrases: Vec<TrainingPhrase>,
     /// Tools the agent may call (its allow-list).
     pub tools: Vec<String>,
+    /// Customer-facing texts operators may replace in the agent's settings file.
+    #[serde(default)]
+    pub templates: Vec<TemplateSpec>,
 }
 
 impl AgentDescriptor {
@@ -90,7 +98,14 @@ impl AgentDescriptor {
             description: description.to_owned(),
             training_phrases: phrases.iter().map(|p| TrainingPhrase::new(*p)).collect(),
             tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+            templates: Vec::new(),
         }
+    }
+
+    /// Declares the texts operators may replace (`[templates.en]` / `[templates.zh]`).
+    pub fn with_templates(mut self, templates: Vec<TemplateSpec>) -> Self {
+        self.templates = templates;
+        self
     }
 }
 
@@ -133,6 +148,7 @@ pub struct AgentContext<'a> {
     tools: ToolSet,
     tool_ctx: ToolContext,
     calls: Mutex<Vec<ToolCallRecord>>,
+    settings: Option<Arc<AgentSettings>>,
 }
 
 impl<'a> AgentContext<'a> {
@@ -167,7 +183,28 @@ impl<'a> AgentContext<'a> {
             tools,
             tool_ctx,
             calls: Mutex::new(Vec::new()),
+            settings: None,
         }
+    }
+
+    /// Gives the agent its operator settings for this turn (template overrides, thresholds).
+    pub fn with_settings(mut self, settings: Option<Arc<AgentSettings>>) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The agent's operator settings, if its settings file has any.
+    pub fn settings(&self) -> Option<&AgentSettings> {
+        self.settings.as_deref()
+    }
+
+    /// The operator's replacement for the agent's template `name` in the reply language,
+    /// rendered with `vars`; `None` when there is none (the agent uses its built-in text).
+    ///
+    /// `name` and the variable names are the ones the agent declares in
+    /// [`AgentDescriptor::templates`]; settings files are checked against them when loaded.
+    pub fn template(&self, name: &str, vars: &[(&str, &dyn std::fmt::Display)]) -> Option<String> {
+        self.settings.as_ref()?.template(self.language, name)?.render(vars)
     }
 
     /// The tools this agent may call.

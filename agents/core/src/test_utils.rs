@@ -142,7 +142,7 @@ pub const MIN_PHRASES_PER_LANGUAGE: usize = 10;
 /// Checks an agent against the contract:
 /// - the descriptor is complete: valid id, routes, a description, at least
 ///   [`MIN_PHRASES_PER_LANGUAGE`] distinct training phrases in English and in Chinese, an allow-list
-///   of registered tools;
+///   of registered tools, replaceable templates with unique identifier names and placeholders;
 /// - its slots schema is an object schema and garbage stored slots do not fail a turn;
 /// - hostile messages (empty, 1 MB, prompt injections, pasted tool-call JSON, another customer's
 ///   ids) get a reply or a typed error — never a panic, never a call outside the allow-list, never a
@@ -171,6 +171,18 @@ pub async fn assert_agent_conformance(agent: &dyn DynAgent, harness: &AgentHarne
         assert!(n >= MIN_PHRASES_PER_LANGUAGE, "agent `{}` has {n} {lang:?} phrases", d.id);
     }
     let tools = harness.tools.restrict(&d.tools).expect("allow-list names registered tools");
+    let mut names = HashSet::new();
+    for spec in &d.templates {
+        assert!(names.insert(spec.name.clone()), "template `{}` declared twice", spec.name);
+        for name in std::iter::once(&spec.name).chain(&spec.placeholders) {
+            assert!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "template name or placeholder {name:?} of `{}` is not an identifier",
+                spec.name
+            );
+        }
+        assert!(!spec.description.is_empty(), "template `{}` has no description", spec.name);
+    }
     assert_eq!(agent.slots_schema()["type"], "object", "slots schema is not an object");
 
     let decision = RouteDecision {
