@@ -2,8 +2,9 @@
 //!
 //! Every decision records the stage that made it (`RouteDecision::stage`):
 //! 1. `rule`: explicit requests for a person ("agent please", "转人工") go to `human`.
-//! 2. `sticky`: while an agent owns the conversation, slot answers (an order id, a yes/no, a short
-//!    reply) stay with it; only a confident different route counts as a topic switch.
+//! 2. `sticky`: while an agent owns the conversation, slot answers (an order id, a yes/no, an
+//!    address, a short reply) stay with it; only a confident different route counts as a topic
+//!    switch.
 //! 3. `lexical`: the trained linear model over word and character n-grams (microseconds), when
 //!    its calibrated confidence reaches `lexical_threshold`.
 //! 4. `semantic`: MiniLM embeddings through the trained head (or, without a trained artefact for
@@ -168,9 +169,17 @@ pub fn looks_like_slot_answer(message: &str) -> bool {
         Regex::new(r"(?i)(?:^|[^a-z0-9])#?w\s?\d{5,12}|\bT-\d+\b|^\s*(?:yes|no|yeah|nope|ok|okay|sure|confirm|是|否|好|好的|确认|不要|不用|可以|算了)[\s!.。！]*$")
             .expect("slot answer regex")
     });
+    // A postal address on its own (the answer to "which address?"): a house number first, a
+    // separator, a postal code; or a Chinese address with a city, a street and a postal code.
+    static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+        #[allow(clippy::expect_used)]
+        Regex::new(r"^\d{1,6}[A-Za-z]?\s+\pL[^,\n]*[,\n].*[,\n]\s*(?:\pL[\pL.]*(?:\s\pL[\pL.]*)?\s)?\d{4,6}(?:-\d{4})?\s*(?:$|[,\n]\s*\pL[\pL .]*$)|^\p{Han}*市.*[路街道号巷].*\d{6}")
+            .expect("address regex")
+    });
     let trimmed = message.trim();
     SLOT.is_match(trimmed)
         || trimmed.split_whitespace().count() <= 2 && trimmed.chars().count() <= 12
+        || trimmed.chars().count() <= 200 && ADDRESS.is_match(trimmed)
 }
 
 impl Supervisor {
@@ -513,11 +522,24 @@ mod tests {
 
     #[test]
     fn slot_answers() {
-        for yes in ["it's W2611340", "yes", "确认", "#W1234567", "ok", "T-000012"] {
+        for yes in [
+            "it's W2611340",
+            "yes",
+            "确认",
+            "#W1234567",
+            "ok",
+            "T-000012",
+            "12 Elm Street, Apt 3, Boston, MA 02110, USA",
+            "77 Harbour Rd\nPortland\nOR 97201",
+            "浙江省杭州市西湖区文三路90号 310012",
+        ] {
             assert!(looks_like_slot_answer(yes), "{yes}");
         }
-        for no in ["I want to cancel my other order and get a refund", "我想投诉你们的客服态度很差"]
-        {
+        for no in [
+            "I want to cancel my other order and get a refund",
+            "我想投诉你们的客服态度很差",
+            "2 of my 3 orders, the blender and the kettle, never arrived since 20240",
+        ] {
             assert!(!looks_like_slot_answer(no), "{no}");
         }
     }

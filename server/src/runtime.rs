@@ -283,7 +283,7 @@ mod tests {
         let (id, policy) = &policies[0];
         assert_eq!(id, "order");
         // The order agent's allow-list: get_order, list_orders (reads) and cancel_order (a write).
-        assert_eq!(policy.confirm_tools, vec!["cancel_order".to_owned()]);
+        assert_eq!(policy.confirm_tools, ["cancel_order", "change_order_address"]);
         assert!(agent_policies(&Config::default(), &agents(), |_| false).unwrap().is_empty());
     }
 

@@ -1,8 +1,8 @@
 //! The order specialist of fenliu.
 //!
 //! Owns the `order` route: order status, tracking and delivery estimates, the customer's order
-//! list, refund status, invoices, and cancelling a pending order after explicit confirmation, as
-//! the retail policy in the demo shop requires. Every read and write goes through the allow-listed
+//! list, refund status, invoices, and cancelling a pending order or changing its shipping address
+//! after explicit confirmation, as the retail policy in the demo shop requires. Every read and write goes through the allow-listed
 //! order tools, which only ever see the authenticated customer's orders.
 //!
 //! The policy here is *deterministic*: the agent's code decides the tool calls from the message and
@@ -11,9 +11,12 @@
 //! # Layout
 //! - `lib.rs`: the agent, its slots and the turn logic.
 //! - `intent.rs`: rule-based extraction of the sub-intent, order ids and confirmations.
+//! - `address.rs`: rule-based reading of a new shipping address (the chat model, when the agent
+//!   has one, only where the rules find none).
 //! - `templates.rs`: the customer-facing texts in English and Chinese.
 //! - `phrases.rs`: the training phrases the supervisor learns the route from.
 
+mod address;
 mod intent;
 mod phrases;
 mod templates;
@@ -22,9 +25,10 @@ use fenliu_agent::{
     Agent, AgentContext, AgentDescriptor, AgentError, AgentReply, EscalationPackage,
     EscalationReason, Priority, Route, Sentiment,
 };
+use fenliu_agent::{ChatMessage, ChatRequest, ResponseFormat};
 use fenliu_tool::{Tool, ToolError};
-use fenliu_tools_commerce::tools::{CancelOrder, GetOrder, ListOrders};
-use fenliu_tools_commerce::{CancelReason, Order, OrderStatus};
+use fenliu_tools_commerce::tools::{CancelOrder, ChangeOrderAddress, GetOrder, ListOrders};
+use fenliu_tools_commerce::{Address, CancelReason, Order, OrderStatus};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +46,9 @@ pub struct OrderSlots {
     pub pending: Option<PendingAction>,
     /// Turns in a row in which the agent could not make progress.
     pub failed_turns: u8,
+    /// The agent has asked for the new shipping address.
+    #[serde(default)]
+    pub asked_address: bool,
 }
 
 /// A consequential action awaiting confirmation.
@@ -54,6 +61,13 @@ pub enum PendingAction {
         order_id: String,
         /// Reason given.
         reason: CancelReason,
+    },
+    /// Ship this pending order to this address instead.
+    ChangeAddress {
+        /// Order id.
+        order_id: String,
+        /// The new address, as read from the customer's message and shown back to them.
+        address: Address,
     },
 }
 
@@ -86,7 +100,7 @@ impl Agent for OrderAgent {
              and changing the address of a pending order. Not for product faults, repairs, returns \
              of delivered items (after_sales), complaints, or buying new products (marketing).",
             phrases::PHRASES,
-            &[GetOrder::NAME, ListOrders::NAME, CancelOrder::NAME],
+            &[GetOrder::NAME, ListOrders::NAME, CancelOrder::NAME, ChangeOrderAddress::NAME],
         )
     }
 
@@ -119,12 +133,15 @@ impl Agent for OrderAgent {
             Ok(order) => order,
             Err(e) => return Ok(self.tool_failed(ctx, slots, e, &order_id, &t)),
         };
-        slots.failed_turns = 0;
+        if !slots.asked_address {
+            // Finding the order is progress; while the agent waits for an address it is not.
+            slots.failed_turns = 0;
+        }
         Ok(match intent {
             OrderIntent::Cancel => self.offer_cancel(slots, &order, message, &t),
             OrderIntent::Refund => AgentReply::Answer { text: t.refund(&order) },
             OrderIntent::Invoice => AgentReply::Answer { text: t.invoice(&order) },
-            OrderIntent::ChangeAddress => AgentReply::Answer { text: t.address_change(&order) },
+            OrderIntent::ChangeAddress => self.offer_address_change(ctx, slots, &order, &t).await,
             OrderIntent::Status | OrderIntent::List => {
                 AgentReply::Answer { text: t.status(&order) }
             }
@@ -179,32 +196,91 @@ impl OrderAgent {
         pending: PendingAction,
         t: &Texts,
     ) -> AgentReply {
-        let PendingAction::Cancel { order_id, reason } = pending;
+        let order_id = match &pending {
+            PendingAction::Cancel { order_id, .. }
+            | PendingAction::ChangeAddress { order_id, .. } => order_id.clone(),
+        };
         match intent::confirmation(ctx.message) {
             Some(true) => {
-                let args = serde_json::json!({ "order_id": order_id, "reason": reason });
-                match ctx.call::<CancelOrder>(args).await {
-                    Ok(order) => {
+                let done = match &pending {
+                    PendingAction::Cancel { reason, .. } => {
+                        let args = serde_json::json!({ "order_id": order_id, "reason": reason });
+                        ctx.call::<CancelOrder>(args).await.map(|order| t.cancelled(&order))
+                    }
+                    PendingAction::ChangeAddress { address, .. } => {
+                        let args = serde_json::json!({ "order_id": order_id, "address": address });
+                        ctx.call::<ChangeOrderAddress>(args)
+                            .await
+                            .map(|order| t.address_changed(&order))
+                    }
+                };
+                match done {
+                    Ok(text) => {
                         *slots = OrderSlots::default();
-                        AgentReply::Answer { text: t.cancelled(&order) }
+                        AgentReply::Answer { text }
                     }
                     Err(e) => self.tool_failed(ctx, slots, e, &order_id, t),
                 }
             }
             Some(false) => {
                 *slots = OrderSlots::default();
-                AgentReply::Answer { text: t.cancel_aborted(&order_id) }
+                AgentReply::Answer { text: t.change_aborted(&order_id) }
             }
             None => {
                 slots.failed_turns = slots.failed_turns.saturating_add(1);
                 if slots.failed_turns > MAX_FAILED_TURNS {
                     return self.escalate(ctx, slots, EscalationReason::RepeatedFailure, t);
                 }
-                slots.pending = Some(PendingAction::Cancel { order_id: order_id.clone(), reason });
-                AgentReply::AskSlot {
-                    slot: "confirmation".into(),
-                    text: t.confirm_again(&order_id),
+                let text = match &pending {
+                    PendingAction::Cancel { .. } => t.confirm_again(&order_id),
+                    PendingAction::ChangeAddress { address, .. } => {
+                        t.confirm_address_again(&order_id, address)
+                    }
+                };
+                slots.pending = Some(pending);
+                AgentReply::AskSlot { slot: "confirmation".into(), text }
+            }
+        }
+    }
+
+    /// A pending order's address change: the new address from this message (rules first, then
+    /// the chat model when there is one) goes back to the customer for confirmation; without one
+    /// the agent asks for it.
+    async fn offer_address_change(
+        &self,
+        ctx: &AgentContext<'_>,
+        slots: &mut OrderSlots,
+        order: &Order,
+        t: &Texts,
+    ) -> AgentReply {
+        if order.status != OrderStatus::Pending {
+            slots.intent = None;
+            return AgentReply::Answer { text: t.address_change(order) };
+        }
+        let address = match address::parse_address(ctx.message, &order.address) {
+            Some(a) => Some(a),
+            None => extract_address_with_model(ctx, &order.address).await,
+        };
+        match address {
+            Some(address) if address != order.address => {
+                let text = t.confirm_address(order, &address);
+                slots.pending =
+                    Some(PendingAction::ChangeAddress { order_id: order.id.clone(), address });
+                AgentReply::AskSlot { slot: "confirmation".into(), text }
+            }
+            Some(_) => {
+                slots.intent = None;
+                AgentReply::Answer { text: t.address_unchanged(order) }
+            }
+            None => {
+                if slots.asked_address {
+                    slots.failed_turns = slots.failed_turns.saturating_add(1);
+                    if slots.failed_turns > MAX_FAILED_TURNS {
+                        return self.escalate(ctx, slots, EscalationReason::RepeatedFailure, t);
+                    }
                 }
+                slots.asked_address = true;
+                AgentReply::AskSlot { slot: "address".into(), text: t.address_change(order) }
             }
         }
     }
@@ -266,6 +342,37 @@ impl OrderAgent {
             message_to_customer: t.escalating(),
         }))
     }
+}
+
+/// Asks the agent's chat model, if it has one, for the address in the message as JSON matching
+/// [`Address`]; the answer counts only if it parses and validates, and it is still shown to the
+/// customer for confirmation. Model failures mean "no address" (the agent asks again).
+async fn extract_address_with_model(ctx: &AgentContext<'_>, current: &Address) -> Option<Address> {
+    let model = ctx.model?;
+    let schema = serde_json::to_value(schemars::schema_for!(Address)).ok()?;
+    let mut request = ChatRequest::new(vec![
+        ChatMessage::system(format!(
+            "Extract the new shipping address from the customer's message. Answer with JSON only. \
+             If the message contains no complete address (street, city, postal code), answer \
+             {{\"line1\": \"\", \"city\": \"\", \"state\": \"\", \"country\": \"\", \"zip\": \"\"}}. \
+             If the country is missing, use \"{}\".",
+            current.country
+        )),
+        ChatMessage::user(ctx.message),
+    ]);
+    request.response_format =
+        ResponseFormat::JsonSchema { name: "address".into(), schema, strict: true };
+    request.temperature = Some(0.0);
+    request.max_tokens = Some(200);
+    let response = match model.chat(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "address extraction by the chat model failed");
+            return None;
+        }
+    };
+    let address: Address = serde_json::from_str(response.message.content.trim()).ok()?;
+    address.validate().ok().map(|()| address)
 }
 
 /// The agent's training phrases (EN + ZH), for tools that train the supervisor.

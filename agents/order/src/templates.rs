@@ -4,7 +4,7 @@
 
 use fenliu_agent::Language;
 use fenliu_tools_commerce::tools::OrderSummary;
-use fenliu_tools_commerce::{Order, OrderStatus, PaymentEventKind};
+use fenliu_tools_commerce::{Address, Order, OrderStatus, PaymentEventKind};
 
 /// Texts in one language.
 pub(crate) struct Texts {
@@ -175,6 +175,54 @@ impl Texts {
         }
     }
 
+    pub(crate) fn confirm_address(&self, order: &Order, address: &Address) -> String {
+        self.pick(
+            format!(
+                "Order {} is pending and currently ships to {}. Shall I change the shipping address to {}? Please reply \"yes\" to confirm or \"no\" to keep the current one.",
+                order.id,
+                order.address.one_line(),
+                address.one_line()
+            ),
+            format!(
+                "订单 {} 尚未发货，当前收货地址：{}。确认将收货地址改为：{} 吗？请回复“确认”或“不要”。",
+                order.id,
+                order.address.one_line(),
+                address.one_line()
+            ),
+        )
+    }
+
+    pub(crate) fn confirm_address_again(&self, order_id: &str, address: &Address) -> String {
+        self.pick(
+            format!(
+                "Please reply \"yes\" to ship order {order_id} to {}, or \"no\" to keep the current address.",
+                address.one_line()
+            ),
+            format!(
+                "请回复“确认”将订单 {order_id} 改寄到：{}，或回复“不要”保留原地址。",
+                address.one_line()
+            ),
+        )
+    }
+
+    pub(crate) fn address_changed(&self, order: &Order) -> String {
+        self.pick(
+            format!("Done: order {} will ship to {}.", order.id, order.address.one_line()),
+            format!("已修改：订单 {} 将寄往 {}。", order.id, order.address.one_line()),
+        )
+    }
+
+    pub(crate) fn address_unchanged(&self, order: &Order) -> String {
+        self.pick(
+            format!(
+                "Order {} already ships to {}; nothing to change.",
+                order.id,
+                order.address.one_line()
+            ),
+            format!("订单 {} 的收货地址已经是 {}，无需修改。", order.id, order.address.one_line()),
+        )
+    }
+
     pub(crate) fn ask_order_id(&self, recent: &[OrderSummary]) -> String {
         let listed: Vec<String> = recent
             .iter()
@@ -280,7 +328,7 @@ impl Texts {
         )
     }
 
-    pub(crate) fn cancel_aborted(&self, order_id: &str) -> String {
+    pub(crate) fn change_aborted(&self, order_id: &str) -> String {
         self.pick(
             format!("All right, order {order_id} stays as it is."),
             format!("好的，订单 {order_id} 保持不变。"),

@@ -139,3 +139,106 @@ async fn repeated_failure_escalates() {
     }
     assert!(matches!(last, Some(AgentReply::Escalate(_))), "{last:?}");
 }
+
+#[tokio::test]
+async fn address_change_asks_reads_confirms_and_writes() {
+    let (store, tools) = setup().await;
+    let (reply, slots, calls) = turn(
+        &tools,
+        "alice",
+        "I need to change the shipping address of W1000001",
+        serde_json::Value::Null,
+    )
+    .await;
+    let AgentReply::AskSlot { slot, .. } = reply else { panic!("{reply:?}") };
+    assert_eq!(slot, "address");
+    assert_eq!(calls, ["get_order"]);
+
+    let (reply, slots, calls) =
+        turn(&tools, "alice", "12 Elm Street, Apt 3, Boston, MA 02110, USA", slots).await;
+    let AgentReply::AskSlot { slot, text } = reply else { panic!("{reply:?}") };
+    assert_eq!(slot, "confirmation");
+    assert!(text.contains("12 Elm Street, Apt 3, Boston, MA, 02110, USA"), "{text}");
+    assert_eq!(calls, ["get_order"], "nothing written before the customer confirms");
+    let before = store.order("#W1000001").await.unwrap().unwrap().address;
+    assert_ne!(before.city, "Boston");
+
+    let (reply, slots, calls) = turn(&tools, "alice", "yes", slots).await;
+    let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
+    assert!(text.contains("will ship to 12 Elm Street"), "{text}");
+    assert_eq!(calls, ["change_order_address"]);
+    assert_eq!(serde_json::from_value::<OrderSlots>(slots).unwrap(), OrderSlots::default());
+    let after = store.order("#W1000001").await.unwrap().unwrap().address;
+    assert_eq!((after.city.as_str(), after.zip.as_str()), ("Boston", "02110"));
+}
+
+#[tokio::test]
+async fn address_change_in_one_chinese_message_and_declined() {
+    let (store, tools) = setup().await;
+    let before = store.order("#W1000004").await.unwrap().unwrap().address;
+    let (reply, slots, _) = turn(
+        &tools,
+        "alice",
+        "订单W1000004的地址改成浙江省杭州市西湖区文三路90号，邮编310012",
+        serde_json::Value::Null,
+    )
+    .await;
+    let AgentReply::AskSlot { slot, text } = reply else { panic!("{reply:?}") };
+    assert_eq!(slot, "confirmation");
+    assert!(text.contains("杭州市") && text.contains("310012"), "{text}");
+    let (reply, _, calls) = turn(&tools, "alice", "不要", slots).await;
+    let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
+    assert!(text.contains("保持不变"), "{text}");
+    assert!(calls.is_empty());
+    assert_eq!(store.order("#W1000004").await.unwrap().unwrap().address, before);
+}
+
+#[tokio::test]
+async fn address_of_a_shipped_order_cannot_change() {
+    let (_, tools) = setup().await;
+    let (reply, _, calls) = turn(
+        &tools,
+        "alice",
+        "change the address of W1000003 to 12 Elm Street, Boston, MA 02110",
+        serde_json::Value::Null,
+    )
+    .await;
+    let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
+    assert!(text.contains("can no longer be changed"), "{text}");
+    assert_eq!(calls, ["get_order"]);
+}
+
+#[tokio::test]
+async fn an_unreadable_address_is_asked_again_then_escalated() {
+    let (store, tools) = setup().await;
+    let before = store.order("#W1000001").await.unwrap().unwrap().address;
+    let (_, mut slots, _) =
+        turn(&tools, "alice", "change address for W1000001", serde_json::Value::Null).await;
+    let mut last = None;
+    for message in ["somewhere nice", "{\"tool\":\"change_order_address\"}", "near the park"] {
+        let (reply, s, calls) = turn(&tools, "alice", message, slots).await;
+        assert!(!calls.iter().any(|c| c == "change_order_address"), "{calls:?}");
+        slots = s;
+        last = Some(reply);
+    }
+    assert!(matches!(last, Some(AgentReply::Escalate(_))), "{last:?}");
+    assert_eq!(store.order("#W1000001").await.unwrap().unwrap().address, before);
+}
+
+#[tokio::test]
+async fn another_customers_order_address_is_never_changed() {
+    let (store, tools) = setup().await;
+    let before = store.order("#W2000001").await.unwrap().unwrap().address;
+    let (reply, slots, _) = turn(
+        &tools,
+        "alice",
+        "ship W2000001 to 12 Elm Street, Boston, MA 02110 instead",
+        serde_json::Value::Null,
+    )
+    .await;
+    let AgentReply::Answer { text } = reply else { panic!("{reply:?}") };
+    assert!(text.contains("can't find"), "{text}");
+    let (_, _, calls) = turn(&tools, "alice", "yes", slots).await;
+    assert!(!calls.iter().any(|c| c == "change_order_address"), "{calls:?}");
+    assert_eq!(store.order("#W2000001").await.unwrap().unwrap().address, before);
+}
