@@ -179,6 +179,25 @@ pub struct CvReport {
     pub temperatures: BTreeMap<String, f32>,
     /// Confusion counts: true route → predicted route → messages.
     pub confusion: BTreeMap<Route, BTreeMap<Route, usize>>,
+    /// Every misrouted example, for debugging training data (`fenliu train --misrouted`); not
+    /// saved with the artefact.
+    #[serde(skip)]
+    pub misrouted: Vec<Misrouted>,
+}
+
+/// An example the cross-validated cascade routed elsewhere than its label.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Misrouted {
+    /// The message.
+    pub text: String,
+    /// Its label.
+    pub label: Route,
+    /// What the cascade chose.
+    pub predicted: Route,
+    /// The stage that chose it (`llm`: no stage was sure, scored with the best guess).
+    pub stage: &'static str,
+    /// Where the example comes from.
+    pub source: String,
 }
 
 /// Precision, recall and F1 of one route.
@@ -473,7 +492,19 @@ fn score(
             stage_accuracy.insert(stage.to_owned(), ok / of.len() as f32);
         }
     }
+    let misrouted = predicted
+        .iter()
+        .filter(|(i, p, _)| examples[*i].route != *p)
+        .map(|(i, p, stage)| Misrouted {
+            text: examples[*i].text.clone(),
+            label: examples[*i].route.clone(),
+            predicted: p.clone(),
+            stage,
+            source: examples[*i].source.clone(),
+        })
+        .collect();
     CvReport {
+        misrouted,
         folds,
         examples: predicted.len(),
         accuracy: correct / n,
@@ -487,6 +518,27 @@ fn score(
             .collect(),
         confusion,
     }
+}
+
+/// Writes misrouted examples as CSV (`text,label,predicted,stage,source`), sorted by label,
+/// then prediction, so that patterns group together.
+pub fn write_misrouted(path: &Path, rows: &[Misrouted]) -> Result<(), OrchestratorError> {
+    let io = |e: csv::Error| OrchestratorError::Config(format!("{}: {e}", path.display()));
+    let mut rows: Vec<&Misrouted> = rows.iter().collect();
+    rows.sort_by(|a, b| (&a.label, &a.predicted, &a.text).cmp(&(&b.label, &b.predicted, &b.text)));
+    let mut w = csv::Writer::from_path(path).map_err(io)?;
+    w.write_record(["text", "label", "predicted", "stage", "source"]).map_err(io)?;
+    for r in rows {
+        w.write_record([
+            r.text.as_str(),
+            r.label.as_str(),
+            r.predicted.as_str(),
+            r.stage,
+            &r.source,
+        ])
+        .map_err(io)?;
+    }
+    w.flush().map_err(|e| OrchestratorError::Config(format!("{}: {e}", path.display())))
 }
 
 /// Trains the artefact on all examples (and cross-validates it first when `folds` is given).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use fenliu_orchestrator::training::{
     CascadeThresholds, CvReport, Example, embed_examples, load_examples, phrase_examples,
-    train_artifact,
+    train_artifact, write_misrouted,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -26,6 +26,8 @@ pub struct TrainArgs {
     pub folds: usize,
     /// Train the lexical stage only (no embedder needed).
     pub no_embed: bool,
+    /// Where to write the cross-validation's misrouted examples as CSV.
+    pub misrouted: Option<PathBuf>,
 }
 
 /// Trains the router from files plus every registered agent's phrases and writes the artefact.
@@ -105,6 +107,10 @@ pub async fn train(config: &Config, args: &TrainArgs) -> anyhow::Result<()> {
     artifact.save(&args.out)?;
     if let Some(report) = &artifact.report {
         print_report(report);
+        if let Some(path) = &args.misrouted {
+            write_misrouted(path, &report.misrouted)?;
+            println!("wrote {} misrouted examples to {}", report.misrouted.len(), path.display());
+        }
     }
     println!(
         "wrote {} ({} examples, {} bad rows skipped, semantic head: {})",

@@ -52,6 +52,10 @@ enum Command {
         /// Train the lexical stage only (no embedding model needed).
         #[arg(long)]
         no_embed: bool,
+        /// Write every example the cross-validation misrouted to this CSV (text, label,
+        /// predicted, stage, source): where to look for mislabelled or ambiguous training data.
+        #[arg(long)]
+        misrouted: Option<PathBuf>,
     },
     /// Route messages offline (arguments, or one per line on stdin) and show the decision.
     Route {
@@ -100,8 +104,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Chat { customer } => chat(config, &customer).await,
-        Command::Train { data, out, cv, no_embed } => {
-            let args = fenliu_server::commands::TrainArgs { data, out, folds: cv, no_embed };
+        Command::Train { data, out, cv, no_embed, misrouted } => {
+            let args =
+                fenliu_server::commands::TrainArgs { data, out, folds: cv, no_embed, misrouted };
             fenliu_server::commands::train(&config, &args).await
         }
         Command::Route { json, messages } => {
