@@ -182,6 +182,39 @@ async fn cancel_with_confirmation_writes_to_the_database() {
     assert!(status.reply.contains("cancelled"), "{}", status.reply);
 }
 
+#[tokio::test]
+async fn address_change_with_confirmation_in_english_and_chinese() {
+    let s = Server::start().await;
+    // #W1130240 (liam_li_8526) and #W1205816 (mia_jackson_2250) are pending in the demo shop.
+    let turns = play(
+        &s,
+        "liam_li_8526",
+        &[
+            "I need to change the delivery address for order W1130240",
+            "12 Elm Street, Apt 3, Boston, MA 02110, USA",
+            "yes",
+        ],
+    )
+    .await;
+    assert!(turns.iter().all(|t| t.route == "order"), "{:?}", turns.iter().map(|t| &t.route));
+    assert_eq!(turns[1].decision.stage, "sticky", "the address stays with the order agent");
+    assert!(turns[1].reply.contains("Boston"), "{}", turns[1].reply);
+    assert!(!called(&turns[..2], "change_order_address"), "written before the yes");
+    assert!(called(&turns, "change_order_address"));
+    let status = s.say("liam_li_8526", "status of W1130240?", None).await;
+    assert!(status.reply.contains("pending"), "{}", status.reply);
+
+    let turns = play(
+        &s,
+        "mia_jackson_2250",
+        &["订单W1205816的收货地址改成浙江省杭州市西湖区文三路90号，邮编310012", "确认"],
+    )
+    .await;
+    assert!(turns[0].reply.contains("杭州市"), "{}", turns[0].reply);
+    assert!(called(&turns, "change_order_address"), "{:?}", turns[1].reply);
+    assert!(turns[1].reply.contains("已修改"), "{}", turns[1].reply);
+}
+
 /// Plays a scripted conversation; returns every turn's response.
 async fn play(s: &Server, customer: &str, script: &[&str]) -> Vec<MessageResponse> {
     let mut conversation: Option<String> = None;
