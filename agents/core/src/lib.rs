@@ -207,6 +207,11 @@ impl<'a> AgentContext<'a> {
         self.settings.as_ref()?.template(self.language, name)?.render(vars)
     }
 
+    /// The template overrides of this turn as an owned value, for an agent's text builder.
+    pub fn overrides(&self) -> settings::TemplateOverrides {
+        settings::TemplateOverrides::new(self.language, self.settings.clone())
+    }
+
     /// The tools this agent may call.
     pub fn tools(&self) -> &ToolSet {
         &self.tools

@@ -427,6 +427,26 @@ fn language_name(language: Language) -> &'static str {
     }
 }
 
+/// One turn's template overrides (reply language and the agent's settings), owned so that an
+/// agent's text builder can keep it without borrowing the [`AgentContext`](crate::AgentContext).
+#[derive(Debug, Clone, Default)]
+pub struct TemplateOverrides {
+    language: Language,
+    settings: Option<Arc<AgentSettings>>,
+}
+
+impl TemplateOverrides {
+    /// Overrides in `language` from `settings`.
+    pub fn new(language: Language, settings: Option<Arc<AgentSettings>>) -> Self {
+        Self { language, settings }
+    }
+
+    /// The operator's text for template `name`, rendered with `vars`; `None`: use the built-in.
+    pub fn text(&self, name: &str, vars: &[(&str, &dyn fmt::Display)]) -> Option<String> {
+        self.settings.as_ref()?.template(self.language, name)?.render(vars)
+    }
+}
+
 /// The settings of every agent that has a file, by agent id.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SettingsSet {

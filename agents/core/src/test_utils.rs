@@ -273,7 +273,27 @@ pub async fn run_turn(
     history: &[crate::Turn],
     slots: serde_json::Value,
 ) -> Result<TurnResult, crate::AgentError> {
+    run_turn_with_settings(agent, tools, customer, message, history, slots, "").await
+}
+
+/// [`run_turn`] with the agent's settings file given as TOML text (validated against the
+/// agent's descriptor; panics when invalid): template overrides and a narrowed allow-list apply.
+pub async fn run_turn_with_settings(
+    agent: &dyn DynAgent,
+    tools: &ToolSet,
+    customer: &CustomerRef,
+    message: &str,
+    history: &[crate::Turn],
+    slots: serde_json::Value,
+    settings_toml: &str,
+) -> Result<TurnResult, crate::AgentError> {
     let descriptor = agent.descriptor();
+    let settings = crate::settings::AgentSettings::parse(
+        std::path::Path::new("test.toml"),
+        settings_toml,
+        &descriptor,
+    )
+    .unwrap_or_else(|e| panic!("invalid settings for `{}`: {e}", descriptor.id));
     let decision = RouteDecision {
         route: descriptor.routes.first().cloned().unwrap_or(crate::Route::OUT_OF_SCOPE),
         confidence: 0.9,
@@ -281,7 +301,8 @@ pub async fn run_turn(
         alternatives: Vec::new(),
         reason: String::new(),
     };
-    let restricted = tools.restrict(&descriptor.tools).expect("allow-list names registered tools");
+    let allow_list = settings.tools.clone().unwrap_or_else(|| descriptor.tools.clone());
+    let restricted = tools.restrict(&allow_list).expect("allow-list names registered tools");
     let ctx = AgentContext::new(
         "test",
         "conv-test",
@@ -293,7 +314,8 @@ pub async fn run_turn(
         &decision,
         None,
         restricted,
-    );
+    )
+    .with_settings(Some(std::sync::Arc::new(settings)));
     let (reply, slots) = agent.handle(&ctx, slots).await?;
     let calls = ctx.into_tool_calls().into_iter().map(|c| c.name).collect();
     Ok((reply, slots, calls))
