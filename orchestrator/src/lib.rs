@@ -5,6 +5,9 @@
 //! - [`Supervisor`]: routing (rules, stickiness, semantic k-NN over training phrases);
 //! - the turn loop, [`Orchestrator::handle_turn`]: conversation state and ownership, tool
 //!   allow-lists per agent, hand-offs, clarifying questions and escalation packages;
+//! - applying the operators' per-agent settings ([`LiveSettings`], read afresh every turn): a
+//!   narrowed allow-list, confidence and clarification thresholds, the model-driven step limit,
+//!   and template overrides handed to the agent in its [`AgentContext`];
 //! - the use of [`ConversationStore`] (defined in `fenliu-agent`): where state lives between turns.
 //!
 //! # Layout
@@ -22,6 +25,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use fenliu_agent::policy::{ModelDrivenPolicy, run_model_driven};
+use fenliu_agent::settings::{LiveSettings, SettingsSet};
 use fenliu_agent::{
     AgentContext, AgentReply, Channel, CustomerRef, CustomerTier, DynAgent, DynChatModel,
     EscalationPackage, EscalationReason, Language, Priority, Route, RouteDecision, Sentiment,
@@ -140,6 +144,25 @@ impl AgentRegistry {
         }
         phrases
     }
+
+    /// [`AgentRegistry::training_phrases`] plus the extra phrases of the operators' settings
+    /// files, labelled with their agent's first route.
+    pub fn training_phrases_with(&self, settings: &SettingsSet) -> Vec<(Route, TrainingPhrase)> {
+        let mut phrases = self.training_phrases();
+        for (id, phrase) in settings.phrases() {
+            if let Some(route) =
+                self.agents.get(id).and_then(|a| a.descriptor().routes.first().cloned())
+            {
+                phrases.push((route, phrase.clone()));
+            }
+        }
+        phrases
+    }
+
+    /// Every registered agent's descriptor (what settings files are validated against).
+    pub fn descriptors(&self) -> Vec<fenliu_agent::AgentDescriptor> {
+        self.agents.values().map(|a| a.descriptor()).collect()
+    }
 }
 
 /// Limits applied to every turn.
@@ -252,6 +275,8 @@ pub struct Orchestrator<S> {
     /// Agents (by id) that run the model-driven policy when they have a model; the others run
     /// their own deterministic code.
     policies: BTreeMap<String, ModelDrivenPolicy>,
+    /// Operators' per-agent settings, swapped as a whole on reload.
+    settings: Arc<LiveSettings>,
     limits: TurnLimits,
 }
 
@@ -280,8 +305,22 @@ impl<S: ConversationStore> Orchestrator<S> {
             conversations,
             models: BTreeMap::new(),
             policies: BTreeMap::new(),
+            settings: Arc::new(LiveSettings::default()),
             limits,
         })
+    }
+
+    /// Reads per-agent settings from `settings` on every turn; whoever holds the same cell can
+    /// swap in a new [`SettingsSet`] and the next turn uses it. Each set must have been
+    /// validated against the registered agents (`fenliu_agent::settings::load_dir`).
+    pub fn with_settings(mut self, settings: Arc<LiveSettings>) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The live settings cell.
+    pub fn settings(&self) -> &Arc<LiveSettings> {
+        &self.settings
     }
 
     /// Gives one agent (by id) a chat model.
@@ -402,8 +441,23 @@ impl<S: ConversationStore> Orchestrator<S> {
             tool_calls: Vec::new(),
             escalation: None,
         };
-        if self.supervisor.abstains(decision) {
-            if state.clarifications >= self.limits.max_clarifications {
+        // One snapshot for the whole turn: a reload mid-turn applies from the next turn.
+        let settings = self.settings.current();
+        let route_thresholds = self
+            .registry
+            .routes
+            .get(&decision.route)
+            .and_then(|id| settings.get(id))
+            .map(|s| s.thresholds.clone())
+            .unwrap_or_default();
+        let abstains = match route_thresholds.min_confidence {
+            Some(min) => decision.confidence < min,
+            None => self.supervisor.abstains(decision),
+        };
+        if abstains {
+            let max_clarifications =
+                route_thresholds.max_clarifications.unwrap_or(self.limits.max_clarifications);
+            if state.clarifications >= max_clarifications {
                 self.escalate(
                     state,
                     request,
@@ -454,7 +508,12 @@ impl<S: ConversationStore> Orchestrator<S> {
                 // A new owner starts with fresh slots; the old owner's context stays in the turns.
                 state.slots = serde_json::Value::Null;
             }
-            let tools = match self.tools.restrict(&descriptor.tools) {
+            let agent_settings = settings.get(&descriptor.id).cloned();
+            let allow_list = agent_settings
+                .as_ref()
+                .and_then(|s| s.tools.as_deref())
+                .unwrap_or(&descriptor.tools);
+            let tools = match self.tools.restrict(allow_list) {
                 Ok(tools) => tools,
                 Err(e) => {
                     warn!(agent = %descriptor.id, error = %e, "allow-list no longer valid");
@@ -480,14 +539,23 @@ impl<S: ConversationStore> Orchestrator<S> {
                 decision,
                 self.models.get(&descriptor.id).map(|m| m.as_ref()),
                 tools,
-            );
+            )
+            .with_settings(agent_settings.clone());
             let slots = state.slots.take();
             let driven = match (self.policies.get(&descriptor.id), self.models.get(&descriptor.id))
             {
-                (Some(policy), Some(model)) => Some(
-                    run_model_driven(&ctx, &descriptor, model.as_ref(), policy, slots.clone())
-                        .await,
-                ),
+                (Some(policy), Some(model)) => {
+                    let mut policy = policy.clone();
+                    if let Some(steps) =
+                        agent_settings.as_ref().and_then(|s| s.thresholds.max_steps)
+                    {
+                        policy.max_steps = steps;
+                    }
+                    Some(
+                        run_model_driven(&ctx, &descriptor, model.as_ref(), &policy, slots.clone())
+                            .await,
+                    )
+                }
                 _ => None,
             };
             let result = match driven {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod model_driven;
+mod settings;
 
 use std::sync::Arc;
 
