@@ -361,6 +361,29 @@ pub enum Department {
     CustomerCare,
 }
 
+impl Department {
+    /// All departments.
+    pub const ALL: [Department; 5] =
+        [Self::AfterSales, Self::Logistics, Self::Quality, Self::Finance, Self::CustomerCare];
+
+    /// The snake_case name stored in databases and used in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AfterSales => "after_sales",
+            Self::Logistics => "logistics",
+            Self::Quality => "quality",
+            Self::Finance => "finance",
+            Self::CustomerCare => "customer_care",
+        }
+    }
+
+    /// Parses a stored name (`after-sales` is accepted for `after_sales`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim().replace('-', "_");
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
 /// Ticket priority.
 #[derive(
     Debug,
@@ -455,12 +478,60 @@ impl TicketStatus {
     }
 }
 
-/// A change in a ticket's life, kept as history.
+/// What a history entry of a ticket records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketEventKind {
+    /// The ticket was opened.
+    Created,
+    /// The status changed.
+    #[default]
+    Status,
+    /// Someone was made the owner (`assignee`).
+    Assigned,
+    /// The ticket moved to another department's queue (`from_department` → `to_department`).
+    Transferred,
+    /// The SLA sweep's reminder: most of the time to the due date has passed.
+    SlaReminder,
+    /// The SLA sweep found the due date passed.
+    SlaBreach,
+}
+
+impl TicketEventKind {
+    /// All kinds.
+    pub const ALL: [TicketEventKind; 6] = [
+        Self::Created,
+        Self::Status,
+        Self::Assigned,
+        Self::Transferred,
+        Self::SlaReminder,
+        Self::SlaBreach,
+    ];
+
+    /// The snake_case name stored in databases.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Status => "status",
+            Self::Assigned => "assigned",
+            Self::Transferred => "transferred",
+            Self::SlaReminder => "sla_reminder",
+            Self::SlaBreach => "sla_breach",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A change in a ticket's life, kept as history (append-only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TicketEvent {
     /// When.
     pub at: DateTime<Utc>,
-    /// Who (`agent:after_sales`, `human:alice`, `customer`).
+    /// Who (`agent:after_sales`, `human:alice`, `system:sla`).
     pub actor: String,
     /// Status before (None at creation).
     pub from: Option<TicketStatus>,
@@ -468,6 +539,35 @@ pub struct TicketEvent {
     pub to: TicketStatus,
     /// Free text.
     pub note: String,
+    /// What the entry records.
+    #[serde(default)]
+    pub kind: TicketEventKind,
+    /// The department before a transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_department: Option<Department>,
+    /// The department after a transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_department: Option<Department>,
+    /// The owner after an assignment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+}
+
+impl TicketEvent {
+    /// The entry of a ticket's creation.
+    pub fn created(at: DateTime<Utc>, actor: &str) -> Self {
+        Self {
+            at,
+            actor: actor.to_owned(),
+            from: None,
+            to: TicketStatus::Open,
+            note: "created".into(),
+            kind: TicketEventKind::Created,
+            from_department: None,
+            to_department: None,
+            assignee: None,
+        }
+    }
 }
 
 /// What is needed to open a ticket.
@@ -491,6 +591,9 @@ pub struct NewTicket {
     pub sla_due_at: DateTime<Utc>,
     /// Who opens it.
     pub actor: String,
+    /// The conversation it was opened in: status changes are told to the customer there.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
 }
 
 /// A ticket.
@@ -522,6 +625,159 @@ pub struct Ticket {
     pub sla_due_at: DateTime<Utc>,
     /// History, oldest first.
     pub history: Vec<TicketEvent>,
+    /// The person (or agent) who owns it, once assigned.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// The conversation it was opened in, where the customer hears of status changes.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// When the SLA sweep sent its reminder.
+    #[serde(default)]
+    pub sla_reminded_at: Option<DateTime<Utc>>,
+    /// When the SLA sweep found the due time passed.
+    #[serde(default)]
+    pub sla_breached_at: Option<DateTime<Utc>>,
+}
+
+/// What a customer notification says about a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketNotificationKind {
+    /// The status changed.
+    Status,
+    /// The ticket moved to another department.
+    Transferred,
+}
+
+impl TicketNotificationKind {
+    /// The snake_case name stored in databases.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Transferred => "transferred",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Status, Self::Transferred].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A customer notification waiting in the outbox: written in the same transaction as the ticket
+/// change it reports, delivered into the ticket's conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketNotification {
+    /// Outbox id, unique per store.
+    pub id: i64,
+    /// The ticket.
+    pub ticket_id: String,
+    /// Its customer.
+    pub customer_id: String,
+    /// The conversation to deliver into.
+    pub conversation_id: String,
+    /// What changed.
+    pub kind: TicketNotificationKind,
+    /// The ticket's status after the change.
+    pub status: TicketStatus,
+    /// The ticket's department after the change.
+    pub department: Department,
+    /// When the change happened.
+    pub created_at: DateTime<Utc>,
+    /// Claims so far, this one included (more than one: an earlier delivery did not finish).
+    pub attempts: u32,
+}
+
+impl TicketNotification {
+    /// The message for the customer, in `language` (`zh` → Chinese, anything else English).
+    pub fn message(&self, language: &str) -> String {
+        let zh = language.trim().eq_ignore_ascii_case("zh");
+        let id = &self.ticket_id;
+        match (self.kind, zh) {
+            (TicketNotificationKind::Transferred, false) => format!(
+                "Update on ticket {id}: it is now with our {} team, who will take it from here.",
+                department_label(self.department, false)
+            ),
+            (TicketNotificationKind::Transferred, true) => format!(
+                "工单 {id} 进度更新：已转交{}团队继续处理。",
+                department_label(self.department, true)
+            ),
+            (TicketNotificationKind::Status, false) => {
+                let what = match self.status {
+                    TicketStatus::Open => "is open again and waiting in our queue",
+                    TicketStatus::Assigned => "has been picked up by a member of our team",
+                    TicketStatus::InProgress => "is being worked on",
+                    TicketStatus::WaitingForCustomer => {
+                        "is waiting for your reply: please answer here so we can continue"
+                    }
+                    TicketStatus::Resolved => {
+                        "is resolved; reply here within a few days if anything is still wrong"
+                    }
+                    TicketStatus::Closed => "is closed",
+                };
+                format!("Update on ticket {id}: it {what}.")
+            }
+            (TicketNotificationKind::Status, true) => {
+                let what = match self.status {
+                    TicketStatus::Open => "已重新进入处理队列",
+                    TicketStatus::Assigned => "已由专人受理",
+                    TicketStatus::InProgress => "正在处理中",
+                    TicketStatus::WaitingForCustomer => {
+                        "正在等待您的回复，请在此回复以便我们继续处理"
+                    }
+                    TicketStatus::Resolved => "已解决；如仍有问题，请在几天内在此回复",
+                    TicketStatus::Closed => "已关闭",
+                };
+                format!("工单 {id} 进度更新：{what}。")
+            }
+        }
+    }
+}
+
+fn department_label(d: Department, zh: bool) -> &'static str {
+    match (d, zh) {
+        (Department::AfterSales, false) => "after-sales",
+        (Department::Logistics, false) => "logistics",
+        (Department::Quality, false) => "quality",
+        (Department::Finance, false) => "finance",
+        (Department::CustomerCare, false) => "customer care",
+        (Department::AfterSales, true) => "售后",
+        (Department::Logistics, true) => "物流",
+        (Department::Quality, true) => "质量",
+        (Department::Finance, true) => "财务",
+        (Department::CustomerCare, true) => "客服",
+    }
+}
+
+/// Which SLA event the sweep found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaAlertKind {
+    /// Most of the time to the due date has passed.
+    Reminder,
+    /// The due date has passed.
+    Breach,
+}
+
+/// An SLA event the sweep emitted (each kind at most once per ticket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SlaAlert {
+    /// The ticket.
+    pub ticket_id: String,
+    /// Reminder or breach.
+    pub kind: SlaAlertKind,
+    /// The ticket's queue.
+    pub department: Department,
+    /// Its priority.
+    pub priority: TicketPriority,
+    /// Its status when the sweep ran.
+    pub status: TicketStatus,
+    /// Its owner, if any.
+    pub assignee: Option<String>,
+    /// The due time.
+    pub sla_due_at: DateTime<Utc>,
+    /// When the sweep emitted the event.
+    pub at: DateTime<Utc>,
 }
 
 /// Formats the numeric ticket id stores allocate.

@@ -31,5 +31,6 @@ pub use demo::ShopLoadError;
 pub use domain::*;
 pub use store::{
     CancelReason, DynOrderStore, DynPreferenceStore, DynTicketStore, ImportStats, OrderStore,
-    PreferenceStore, Preferences, ShopData, StoreError, StoreResult, TicketStore,
+    PreferenceStore, Preferences, ShopData, StoreError, StoreResult, TicketChange, TicketStore,
+    TicketUpdate,
 };

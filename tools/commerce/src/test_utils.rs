@@ -19,6 +19,14 @@ struct Inner {
     orders: BTreeMap<String, Order>,
     tickets: BTreeMap<i64, Ticket>,
     preferences: BTreeMap<String, Preferences>,
+    outbox: BTreeMap<i64, OutboxEntry>,
+}
+
+#[derive(Debug)]
+struct OutboxEntry {
+    notification: TicketNotification,
+    claimed_until: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
 }
 
 /// Orders and tickets in memory: the reference the database stores are compared against.
@@ -147,13 +155,11 @@ impl TicketStore for MemoryShopStore {
             created_at: now,
             updated_at: now,
             sla_due_at: t.sla_due_at,
-            history: vec![TicketEvent {
-                at: now,
-                actor: t.actor.clone(),
-                from: None,
-                to: TicketStatus::Open,
-                note: "created".into(),
-            }],
+            history: vec![TicketEvent::created(now, &t.actor)],
+            assignee: None,
+            conversation_id: t.conversation_id.clone(),
+            sla_reminded_at: None,
+            sla_breached_at: None,
         };
         inner.tickets.insert(n, ticket.clone());
         Ok(ticket)
@@ -183,22 +189,100 @@ impl TicketStore for MemoryShopStore {
         note: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<Ticket> {
+        TicketStore::change_ticket(self, id, &TicketUpdate::status(to, actor, note, at)).await
+    }
+
+    async fn change_ticket(&self, id: &str, update: &TicketUpdate) -> StoreResult<Ticket> {
         let what = || format!("ticket {id}");
         let n = parse_ticket_id(id).ok_or_else(|| StoreError::NotFound { what: what() })?;
         let mut inner = self.lock();
-        let ticket =
+        let stored =
             inner.tickets.get_mut(&n).ok_or_else(|| StoreError::NotFound { what: what() })?;
-        check_ticket_transition(ticket, to)?;
-        ticket.history.push(TicketEvent {
-            at,
-            actor: actor.to_owned(),
-            from: Some(ticket.status),
-            to,
-            note: note.to_owned(),
-        });
-        ticket.status = to;
-        ticket.updated_at = at;
-        Ok(ticket.clone())
+        let mut ticket = stored.clone();
+        let applied = apply_ticket_update(&mut ticket, update)?;
+        *stored = ticket.clone();
+        if let Some(kind) = applied.notify {
+            let next = inner.outbox.keys().next_back().copied().unwrap_or(0) + 1;
+            let notification = TicketNotification { id: next, ..notification_for(&ticket, kind) };
+            inner.outbox.insert(
+                next,
+                OutboxEntry { notification, claimed_until: None, delivered_at: None },
+            );
+        }
+        Ok(ticket)
+    }
+
+    async fn department_queue(
+        &self,
+        department: Department,
+        status: Option<TicketStatus>,
+        limit: usize,
+    ) -> StoreResult<Vec<Ticket>> {
+        check_queue_limit(limit)?;
+        let mut tickets: Vec<Ticket> = self
+            .lock()
+            .tickets
+            .values()
+            .filter(|t| t.department == department)
+            .filter(|t| match status {
+                Some(s) => t.status == s,
+                None => t.status != TicketStatus::Closed,
+            })
+            .cloned()
+            .collect();
+        tickets.sort_by(queue_order);
+        tickets.truncate(limit);
+        Ok(tickets)
+    }
+
+    async fn sweep_ticket_sla(
+        &self,
+        now: DateTime<Utc>,
+        reminder_fraction: f64,
+    ) -> StoreResult<Vec<SlaAlert>> {
+        check_reminder_fraction(reminder_fraction)?;
+        let mut inner = self.lock();
+        let mut alerts = Vec::new();
+        for ticket in inner.tickets.values_mut() {
+            if let Some(kind) = sla_alert_due(ticket, now, reminder_fraction) {
+                alerts.push(apply_sla_alert(ticket, kind, now).0);
+            }
+        }
+        Ok(alerts)
+    }
+
+    async fn claim_ticket_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<TicketNotification>> {
+        check_claim(lease, limit)?;
+        let mut inner = self.lock();
+        let mut claimed = Vec::new();
+        for entry in inner.outbox.values_mut() {
+            if claimed.len() == limit {
+                break;
+            }
+            if entry.delivered_at.is_none() && entry.claimed_until.is_none_or(|until| until <= now)
+            {
+                entry.claimed_until = Some(now + lease);
+                entry.notification.attempts += 1;
+                claimed.push(entry.notification.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn ack_ticket_notification(&self, id: i64, at: DateTime<Utc>) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        match inner.outbox.get_mut(&id) {
+            Some(entry) if entry.delivered_at.is_none() => {
+                entry.delivered_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -493,6 +577,7 @@ fn new_ticket(customer: &str, subject: &str) -> NewTicket {
         description: "Screen stays black after charging.".into(),
         sla_due_at: Utc.with_ymd_and_hms(2026, 11, 3, 12, 0, 0).single().unwrap_or_default(),
         actor: "agent:after_sales".into(),
+        conversation_id: Some(format!("conv-{customer}")),
     }
 }
 
@@ -509,6 +594,10 @@ pub async fn assert_ticket_store_conformance<S: TicketStore>(store: &S) {
     assert_eq!(first.sla_due_at, new_ticket("alice", "x").sla_due_at, "SLA due time kept");
 
     let fetched = store.ticket(&first.id).await.expect("ticket").expect("exists");
+    assert_eq!(fetched, first, "a new ticket reads back as created");
+    assert_eq!(fetched.conversation_id.as_deref(), Some("conv-alice"), "conversation kept");
+    assert_eq!(fetched.assignee, None);
+    assert_eq!(fetched.history[0].kind, TicketEventKind::Created);
     assert_eq!(fetched.subject, "Watch does not turn on");
     assert_eq!(fetched.priority, TicketPriority::High);
     let ids: Vec<String> =
@@ -543,6 +632,359 @@ pub async fn assert_ticket_store_conformance<S: TicketStore>(store: &S) {
             Err(StoreError::NotFound { .. })
         ));
     }
+}
+
+fn routed_ticket(
+    customer: &str,
+    department: Department,
+    priority: TicketPriority,
+    conversation: Option<&str>,
+    sla_due_at: DateTime<Utc>,
+) -> NewTicket {
+    NewTicket {
+        department,
+        priority,
+        sla_due_at,
+        conversation_id: conversation.map(str::to_owned),
+        ..new_ticket(customer, &format!("{} {customer}", department.as_str()))
+    }
+}
+
+fn update(change: TicketChange, actor: &str, note: &str, at: DateTime<Utc>) -> TicketUpdate {
+    TicketUpdate { change, actor: actor.into(), note: note.into(), at, department: None }
+}
+
+fn status(to: TicketStatus) -> TicketChange {
+    TicketChange::Status { to }
+}
+
+/// Checks tickets as routed work on a [`TicketStore`]: department queues, the lifecycle with
+/// typed refusals, assignment, transfer with history, the customer-notification outbox (written
+/// with each change, claimed with a lease, acknowledged once) and the SLA sweep (each reminder
+/// and breach exactly once). The store must have no tickets on entry.
+pub async fn assert_ticket_routing_conformance<S: TicketStore>(store: &S) {
+    use TicketStatus::*;
+    let past = Utc.with_ymd_and_hms(2026, 1, 3, 12, 0, 0).single().unwrap();
+    let far = Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).single().unwrap();
+    let convo = Some("conv-alice");
+    let t1 = store
+        .create_ticket(&routed_ticket(
+            "alice",
+            Department::AfterSales,
+            TicketPriority::High,
+            convo,
+            far,
+        ))
+        .await
+        .expect("create t1");
+    let t2 = store
+        .create_ticket(&routed_ticket(
+            "bob",
+            Department::Logistics,
+            TicketPriority::Urgent,
+            None,
+            past,
+        ))
+        .await
+        .expect("create t2");
+    let t3 = store
+        .create_ticket(&routed_ticket(
+            "alice",
+            Department::AfterSales,
+            TicketPriority::Low,
+            convo,
+            past,
+        ))
+        .await
+        .expect("create t3");
+    let t5 = store
+        .create_ticket(&routed_ticket(
+            "alice",
+            Department::AfterSales,
+            TicketPriority::High,
+            convo,
+            past,
+        ))
+        .await
+        .expect("create t5");
+    let at = t1.created_at + Duration::minutes(1);
+
+    // Queues: per department, most urgent first, then the earliest due time.
+    let ids = |ts: Vec<Ticket>| ts.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let queue = store.department_queue(Department::AfterSales, None, 50).await.expect("queue");
+    assert_eq!(ids(queue), [t5.id.clone(), t1.id.clone(), t3.id.clone()], "queue order");
+    let queue = store.department_queue(Department::Logistics, Some(Open), 50).await.expect("queue");
+    assert_eq!(ids(queue), [t2.id.as_str()]);
+    let queue = store.department_queue(Department::AfterSales, Some(Assigned), 50).await;
+    assert!(queue.expect("queue").is_empty(), "status filter");
+    let queue = store.department_queue(Department::AfterSales, None, 1).await.expect("queue");
+    assert_eq!(ids(queue), [t5.id.as_str()], "limit");
+    for bad in [0, MAX_QUEUE_LIMIT + 1] {
+        let r = store.department_queue(Department::AfterSales, None, bad).await;
+        assert!(matches!(r, Err(StoreError::InvalidInput(_))), "limit {bad}: {r:?}");
+    }
+
+    // Claiming from the right queue; refusals are typed and change nothing.
+    let claim = TicketUpdate {
+        department: Some(Department::Quality),
+        ..update(TicketChange::Assign { assignee: "human:ann".into() }, "human:ann", "", at)
+    };
+    let r = store.change_ticket(&t1.id, &claim).await;
+    assert!(matches!(r, Err(StoreError::WrongDepartment { .. })), "wrong department: {r:?}");
+    let claim = TicketUpdate { department: Some(Department::AfterSales), ..claim };
+    let t = store.change_ticket(&t1.id, &claim).await.expect("claim");
+    assert_eq!((t.status, t.assignee.as_deref()), (Assigned, Some("human:ann")));
+    let r = store.change_ticket(&t1.id, &claim).await;
+    assert!(matches!(r, Err(StoreError::InvalidState { .. })), "claimed twice: {r:?}");
+    for (bad, why) in [
+        (update(status(Closed), "human:ann", "", at), "assigned → closed"),
+        (update(status(Resolved), "human:ann", "", at), "assigned → resolved"),
+        (update(status(Assigned), "human:ann", "", at), "assigned → assigned"),
+    ] {
+        let r = store.change_ticket(&t1.id, &bad).await;
+        assert!(matches!(r, Err(StoreError::InvalidState { .. })), "{why}: {r:?}");
+    }
+    for (bad, why) in [
+        (update(status(InProgress), "", "", at), "empty actor"),
+        (update(status(InProgress), &"a".repeat(MAX_TICKET_ACTOR_CHARS + 1), "", at), "long actor"),
+        (update(status(InProgress), "x\u{7}", "", at), "control actor"),
+        (
+            update(status(InProgress), "human:ann", &"n".repeat(MAX_TICKET_NOTE_CHARS + 1), at),
+            "oversized note",
+        ),
+        (update(status(InProgress), "human:ann", "a\0b", at), "NUL note"),
+        (update(TicketChange::Assign { assignee: " ".into() }, "human:ann", "", at), "no assignee"),
+    ] {
+        let r = store.change_ticket(&t1.id, &bad).await;
+        assert!(matches!(r, Err(StoreError::InvalidInput(_))), "{why}: {r:?}");
+    }
+    let unchanged = store.ticket(&t1.id).await.expect("ticket").expect("exists");
+    assert_eq!(unchanged.history.len(), 2, "refused changes left no history");
+    assert_eq!(unchanged.status, Assigned);
+
+    // The whole lifecycle, then nothing after closed.
+    let steps = [InProgress, WaitingForCustomer, InProgress, Resolved, Closed];
+    for (i, to) in steps.into_iter().enumerate() {
+        let when = at + Duration::minutes(i as i64 + 1);
+        let t = store
+            .change_ticket(&t1.id, &update(status(to), "human:ann", &format!("step {i}"), when))
+            .await
+            .unwrap_or_else(|e| panic!("→ {}: {e}", to.as_str()));
+        assert_eq!((t.status, t.updated_at), (to, when));
+    }
+    for to in TicketStatus::ALL {
+        let r = store.change_ticket(&t1.id, &update(status(to), "human:ann", "", at)).await;
+        assert!(matches!(r, Err(StoreError::InvalidState { .. })), "closed → {to:?}: {r:?}");
+    }
+    let r = store
+        .change_ticket(
+            &t1.id,
+            &update(TicketChange::Transfer { to: Department::Finance }, "h", "n", at),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::InvalidState { .. })), "closed transfer: {r:?}");
+    let r = store.change_ticket(&t3.id, &update(status(Resolved), "human:ann", "", at)).await;
+    assert!(matches!(r, Err(StoreError::InvalidState { .. })), "open → resolved: {r:?}");
+    let t = store.ticket(&t1.id).await.expect("ticket").expect("exists");
+    let kinds: Vec<_> = t.history.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            TicketEventKind::Created,
+            TicketEventKind::Assigned,
+            TicketEventKind::Status,
+            TicketEventKind::Status,
+            TicketEventKind::Status,
+            TicketEventKind::Status,
+            TicketEventKind::Status,
+        ]
+    );
+    assert_eq!(t.history[1].assignee.as_deref(), Some("human:ann"));
+    assert_eq!((t.history[6].from, t.history[6].to), (Some(Resolved), Closed));
+    assert_eq!(t.history[6].note, "step 4");
+    assert!(t.history.iter().skip(1).all(|e| e.actor == "human:ann"));
+
+    // Transfer: status back to open in the new queue, owner released, history and SLA kept.
+    store
+        .change_ticket(&t3.id, &update(status(Assigned), "human:bo", "mine", at))
+        .await
+        .expect("claim by status");
+    store
+        .change_ticket(&t3.id, &update(status(InProgress), "human:bo", "", at))
+        .await
+        .expect("start");
+    let transfer = |to, note: &str| update(TicketChange::Transfer { to }, "human:bo", note, at);
+    let r = store.change_ticket(&t3.id, &transfer(Department::Finance, "  ")).await;
+    assert!(matches!(r, Err(StoreError::InvalidInput(_))), "transfer without a note: {r:?}");
+    let r = store.change_ticket(&t3.id, &transfer(Department::AfterSales, "x")).await;
+    assert!(matches!(r, Err(StoreError::InvalidInput(_))), "transfer to itself: {r:?}");
+    let moved = store
+        .change_ticket(&t3.id, &transfer(Department::Finance, "refund due"))
+        .await
+        .expect("transfer");
+    assert_eq!(
+        (moved.department, moved.status, moved.assignee.clone()),
+        (Department::Finance, Open, None)
+    );
+    assert_eq!(moved.sla_due_at, t3.sla_due_at, "the SLA clock does not restart");
+    let moved = store.ticket(&t3.id).await.expect("ticket").expect("exists");
+    let last = moved.history.last().expect("history");
+    assert_eq!(last.kind, TicketEventKind::Transferred);
+    assert_eq!(
+        (last.from_department, last.to_department, last.from, last.to),
+        (Some(Department::AfterSales), Some(Department::Finance), Some(InProgress), Open)
+    );
+    assert_eq!(last.note, "refund due");
+    assert_eq!(moved.history.len(), 4, "created, claimed, started, transferred");
+    let finance = store.department_queue(Department::Finance, None, 50).await.expect("queue");
+    assert_eq!(ids(finance), [t3.id.as_str()]);
+    let after_sales = store.department_queue(Department::AfterSales, None, 50).await.expect("q");
+    assert_eq!(ids(after_sales), [t5.id.as_str()], "transferred and closed tickets left");
+    let closed = store.department_queue(Department::AfterSales, Some(Closed), 50).await.expect("q");
+    assert_eq!(ids(closed), [t1.id.as_str()]);
+    let r = store
+        .change_ticket(
+            &t3.id,
+            &TicketUpdate {
+                department: Some(Department::AfterSales),
+                ..update(status(Assigned), "human:bo", "", at)
+            },
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::WrongDepartment { .. })), "old queue acts: {r:?}");
+
+    // A ticket without a conversation changes without notifying anyone.
+    store.change_ticket(&t2.id, &update(status(InProgress), "human:cy", "", at)).await.expect("t2");
+    for id in hostile_ids().iter().map(String::as_str).chain(["T-999999"]) {
+        let r = store.change_ticket(id, &update(status(Assigned), "h", "", at)).await;
+        assert!(matches!(r, Err(StoreError::NotFound { .. })), "hostile id: {r:?}");
+    }
+
+    // Outbox: t1 assigned + 5 steps, t3 claimed + started + transferred = 9 notifications.
+    let now = at + Duration::hours(1);
+    let lease = Duration::seconds(60);
+    for (lease, limit) in [(Duration::zero(), 5), (Duration::days(2), 5), (lease, 0), (lease, 501)]
+    {
+        let r = store.claim_ticket_notifications(now, lease, limit).await;
+        assert!(matches!(r, Err(StoreError::InvalidInput(_))), "claim {lease} {limit}: {r:?}");
+    }
+    let first = store.claim_ticket_notifications(now, lease, 5).await.expect("claim");
+    let rest = store.claim_ticket_notifications(now, lease, 50).await.expect("claim");
+    assert_eq!((first.len(), rest.len()), (5, 4), "9 notifications, claimed once each");
+    assert!(store.claim_ticket_notifications(now, lease, 50).await.expect("claim").is_empty());
+    let all: Vec<&TicketNotification> = first.iter().chain(&rest).collect();
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    assert!(all.iter().all(|n| n.conversation_id == "conv-alice" && n.customer_id == "alice"));
+    assert!(all.iter().all(|n| n.attempts == 1));
+    let of = |id: &str| {
+        all.iter().filter(|n| n.ticket_id == id).map(|n| (n.kind, n.status)).collect::<Vec<_>>()
+    };
+    use TicketNotificationKind as K;
+    assert_eq!(
+        of(&t1.id),
+        [
+            (K::Status, Assigned),
+            (K::Status, InProgress),
+            (K::Status, WaitingForCustomer),
+            (K::Status, InProgress),
+            (K::Status, Resolved),
+            (K::Status, Closed)
+        ]
+    );
+    assert_eq!(
+        of(&t3.id),
+        [(K::Status, Assigned), (K::Status, InProgress), (K::Transferred, Open)]
+    );
+    assert!(all.iter().any(|n| n.kind == K::Transferred && n.department == Department::Finance));
+    for n in &first {
+        assert!(store.ack_ticket_notification(n.id, now).await.expect("ack"), "first ack");
+        assert!(!store.ack_ticket_notification(n.id, now).await.expect("ack"), "second ack");
+    }
+    assert!(!store.ack_ticket_notification(999_999, now).await.expect("ack unknown"));
+    // The unacknowledged four come back once their lease ran out, and only then.
+    let later = now + lease + Duration::seconds(1);
+    let again = store.claim_ticket_notifications(later, lease, 50).await.expect("reclaim");
+    assert_eq!(ids_of(&again), ids_of(&rest), "lapsed claims are re-offered");
+    assert!(again.iter().all(|n| n.attempts == 2));
+    for n in &again {
+        assert!(store.ack_ticket_notification(n.id, later).await.expect("ack"));
+    }
+    let much_later = later + Duration::hours(1);
+    assert!(store.claim_ticket_notifications(much_later, lease, 50).await.expect("c").is_empty());
+
+    // SLA sweep: t2, t3, t5 are past due (a breach each); t4 reminds at 80 %, then breaches.
+    for bad in [0.0, 1.5, f64::NAN, -1.0] {
+        let r = store.sweep_ticket_sla(now, bad).await;
+        assert!(matches!(r, Err(StoreError::InvalidInput(_))), "fraction {bad}: {r:?}");
+    }
+    store
+        .change_ticket(&t5.id, &update(status(InProgress), "human:ann", "", at))
+        .await
+        .expect("t5");
+    store
+        .change_ticket(&t5.id, &update(status(Resolved), "human:ann", "", at))
+        .await
+        .expect("t5 resolved before the sweep");
+    let t5_notes = store.claim_ticket_notifications(much_later, lease, 50).await.expect("claim");
+    assert_eq!(t5_notes.iter().map(|n| n.status).collect::<Vec<_>>(), [InProgress, Resolved]);
+    for n in &t5_notes {
+        assert!(store.ack_ticket_notification(n.id, much_later).await.expect("ack"));
+    }
+    let start = Utc::now();
+    let t4 = store
+        .create_ticket(&routed_ticket(
+            "alice",
+            Department::Quality,
+            TicketPriority::Normal,
+            convo,
+            start + Duration::hours(10),
+        ))
+        .await
+        .expect("t4");
+    let span = t4.sla_due_at - t4.created_at;
+    let sweep = |at| async move {
+        let mut alerts = store.sweep_ticket_sla(at, 0.8).await.expect("sweep");
+        alerts.sort_by(|a, b| a.ticket_id.cmp(&b.ticket_id));
+        alerts.into_iter().map(|a| (a.ticket_id, a.kind)).collect::<Vec<_>>()
+    };
+    let early = t4.created_at + span / 2;
+    assert_eq!(
+        sweep(early).await,
+        [(t2.id.clone(), SlaAlertKind::Breach), (t3.id.clone(), SlaAlertKind::Breach)],
+        "past-due open tickets breach; closed and resolved ones do not"
+    );
+    assert!(sweep(early).await.is_empty(), "a second sweep emits nothing again");
+    let reminder_at = t4.created_at + span * 9 / 10;
+    assert_eq!(sweep(reminder_at).await, [(t4.id.clone(), SlaAlertKind::Reminder)]);
+    assert!(sweep(reminder_at).await.is_empty(), "the reminder is sent once");
+    let overdue = t4.sla_due_at + Duration::seconds(1);
+    assert_eq!(sweep(overdue).await, [(t4.id.clone(), SlaAlertKind::Breach)]);
+    assert!(sweep(overdue + Duration::days(30)).await.is_empty(), "the breach is sent once");
+    let t4 = store.ticket(&t4.id).await.expect("ticket").expect("exists");
+    assert!(t4.sla_reminded_at.is_some() && t4.sla_breached_at.is_some());
+    assert_eq!(t4.updated_at, t4.created_at, "SLA events are not customer-visible changes");
+    let kinds: Vec<_> = t4.history.iter().map(|e| (e.kind, e.actor.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (TicketEventKind::Created, "agent:after_sales"),
+            (TicketEventKind::SlaReminder, SLA_ACTOR),
+            (TicketEventKind::SlaBreach, SLA_ACTOR)
+        ]
+    );
+    let t2 = store.ticket(&t2.id).await.expect("ticket").expect("exists");
+    assert!(
+        t2.sla_breached_at.is_some() && t2.sla_reminded_at.is_some(),
+        "breach implies reminded"
+    );
+    assert!(
+        store.claim_ticket_notifications(much_later, lease, 50).await.expect("c").is_empty(),
+        "SLA events do not notify the customer"
+    );
+}
+
+fn ids_of(ns: &[TicketNotification]) -> Vec<i64> {
+    ns.iter().map(|n| n.id).collect()
 }
 
 /// Checks a [`PreferenceStore`]: defaults before any choice, opt-in and opt-out round-trip per
@@ -585,5 +1027,6 @@ mod tests {
         assert_order_store_conformance(&MemoryShopStore::new()).await;
         assert_cancel_is_atomic(&MemoryShopStore::new()).await;
         assert_ticket_store_conformance(&MemoryShopStore::new()).await;
+        assert_ticket_routing_conformance(&MemoryShopStore::new()).await;
     }
 }

@@ -86,13 +86,7 @@ pub fn department_for(kind: TicketKind) -> Department {
 
 /// The snake_case name of a department, as stored.
 pub fn department_name(department: Department) -> &'static str {
-    match department {
-        Department::AfterSales => "after_sales",
-        Department::Logistics => "logistics",
-        Department::Quality => "quality",
-        Department::Finance => "finance",
-        Department::CustomerCare => "customer_care",
-    }
+    department.as_str()
 }
 
 static TICKET_ID: LazyLock<Regex> = LazyLock::new(|| {
@@ -223,6 +217,9 @@ impl Tool for CreateTicket {
             description: clean_text(&args.description, MAX_DESCRIPTION_CHARS),
             sla_due_at: (self.clock)() + Duration::hours(sla_hours(priority)),
             actor: self.actor.clone(),
+            // Status changes are told to the customer in the conversation that opened it.
+            conversation_id: Some(ctx.conversation_id.clone())
+                .filter(|c| !c.trim().is_empty() && c.len() <= 256 && !c.contains('\0')),
         };
         self.tickets.create_ticket(&ticket).await.map_err(|e| store_error(Self::NAME, e))
     }

@@ -24,6 +24,9 @@ pub fn store_error(tool: &str, error: StoreError) -> ToolError {
         StoreError::InvalidState { what, state, reason } => {
             ToolError::Conflict { tool, reason: format!("{what} is {state}: {reason}") }
         }
+        StoreError::WrongDepartment { what, department } => {
+            ToolError::Conflict { tool, reason: format!("{what} is in the {department} queue") }
+        }
         StoreError::InvalidInput(reason) => ToolError::InvalidArguments { tool, reason },
         StoreError::Backend(e) => {
             tracing::error!(%tool, error = %e, "store backend failed");

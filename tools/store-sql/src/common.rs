@@ -3,11 +3,12 @@
 //! database.
 
 use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, Utc};
-use fenliu_tools_commerce::store::validate_new_ticket;
+use fenliu_tools_commerce::store::{SlaClock, validate_new_ticket};
 use fenliu_tools_commerce::{
     Address, Customer, Department, Fulfillment, NewTicket, Order, OrderItem, OrderStatus, Payment,
-    PaymentMethod, PersonName, Product, ShopData, StoreError, StoreResult, Ticket, TicketEvent,
-    TicketKind, TicketPriority, TicketStatus, Tier, Variant,
+    PaymentMethod, PersonName, Product, ShopData, StoreError, StoreResult, Ticket, TicketChange,
+    TicketEvent, TicketEventKind, TicketKind, TicketNotification, TicketNotificationKind,
+    TicketPriority, TicketStatus, TicketUpdate, Tier, Variant,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -61,30 +62,92 @@ pub(crate) const UPDATE_ORDER: &str =
 
 pub(crate) const INSERT_TICKET: &str = "INSERT INTO tickets \
      (customer_id, order_id, kind, department, priority, status, subject, description, \
-     created_at, updated_at, sla_due_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+     created_at, updated_at, sla_due_at, conversation_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
 
 pub(crate) const INSERT_TICKET_EVENT: &str = "INSERT INTO ticket_events \
-     (ticket_id, occurred_at, actor, from_status, to_status, note) VALUES ($1, $2, $3, $4, $5, $6)";
+     (ticket_id, occurred_at, actor, from_status, to_status, note, kind, from_department, \
+     to_department, assignee) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-pub(crate) const UPDATE_TICKET_STATUS: &str =
-    "UPDATE tickets SET status = $2, updated_at = $3 WHERE id = $1";
+/// The fields a ticket change may touch ([`apply_ticket_update`](fenliu_tools_commerce::store::apply_ticket_update)).
+pub(crate) const UPDATE_TICKET: &str =
+    "UPDATE tickets SET status = $2, department = $3, assignee = $4, updated_at = $5 WHERE id = $1";
+
+/// The SLA sweep's marks.
+pub(crate) const UPDATE_TICKET_SLA: &str =
+    "UPDATE tickets SET sla_reminded_at = $2, sla_breached_at = $3 WHERE id = $1";
+
+const TICKET_COLUMNS: &str = "t.id, t.customer_id, t.order_id, t.kind, \
+     t.department, t.priority, t.status, t.subject, t.description, t.created_at, t.updated_at, \
+     t.sla_due_at, t.assignee, t.conversation_id, t.sla_reminded_at, t.sla_breached_at, \
+     e.occurred_at AS event_at, e.actor AS event_actor, \
+     e.from_status AS event_from, e.to_status AS event_to, e.note AS event_note, \
+     e.kind AS event_kind, e.from_department AS event_from_department, \
+     e.to_department AS event_to_department, e.assignee AS event_assignee";
 
 /// One ticket with its history, read in one statement (so in one snapshot).
-pub(crate) const SELECT_TICKET: &str = "SELECT t.id, t.customer_id, t.order_id, t.kind, \
-     t.department, t.priority, t.status, t.subject, t.description, t.created_at, t.updated_at, \
-     t.sla_due_at, e.occurred_at AS event_at, e.actor AS event_actor, \
-     e.from_status AS event_from, e.to_status AS event_to, e.note AS event_note \
-     FROM tickets t LEFT JOIN ticket_events e ON e.ticket_id = t.id \
-     WHERE t.id = $1 ORDER BY t.id DESC, e.id";
+pub(crate) static SELECT_TICKET: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN ticket_events e ON e.ticket_id = t.id \
+         WHERE t.id = $1 ORDER BY t.id DESC, e.id"
+    )
+});
 
 /// A customer's tickets with their histories, newest ticket first, events oldest first.
-pub(crate) const SELECT_TICKETS_OF: &str = "SELECT t.id, t.customer_id, t.order_id, t.kind, \
-     t.department, t.priority, t.status, t.subject, t.description, t.created_at, t.updated_at, \
-     t.sla_due_at, e.occurred_at AS event_at, e.actor AS event_actor, \
-     e.from_status AS event_from, e.to_status AS event_to, e.note AS event_note \
-     FROM tickets t LEFT JOIN ticket_events e ON e.ticket_id = t.id \
-     WHERE t.customer_id = $1 ORDER BY t.id DESC, e.id";
+pub(crate) static SELECT_TICKETS_OF: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets t \
+             LEFT JOIN ticket_events e ON e.ticket_id = t.id \
+             WHERE t.customer_id = $1 ORDER BY t.id DESC, e.id"
+    )
+});
+
+/// Urgent first, as [`queue_order`](fenliu_tools_commerce::store::queue_order).
+const PRIORITY_RANK: &str = "CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 \
+     WHEN 'normal' THEN 2 ELSE 3 END";
+
+/// A department's queue with histories: `$1` department, `$2` status or NULL (everything but
+/// closed), `$3` limit; in queue order.
+pub(crate) static SELECT_QUEUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let rank = PRIORITY_RANK.replace("priority", "t.priority");
+    format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets t \
+         LEFT JOIN ticket_events e ON e.ticket_id = t.id \
+         WHERE t.id IN (SELECT id FROM tickets WHERE department = $1 \
+             AND (status = $2 OR ($2 IS NULL AND status <> 'closed')) \
+             ORDER BY {PRIORITY_RANK}, sla_due_at, id LIMIT $3) \
+         ORDER BY {rank}, t.sla_due_at, t.id, e.id"
+    )
+});
+
+/// The SLA sweep's candidates: not resolved or closed, no breach found yet, and either due or
+/// not reminded yet (`$1` now).
+pub(crate) const SELECT_SLA_CANDIDATES: &str = "SELECT id, status, created_at, sla_due_at, \
+     sla_reminded_at, sla_breached_at FROM tickets \
+     WHERE status NOT IN ('resolved', 'closed') AND sla_breached_at IS NULL \
+     AND (sla_due_at <= $1 OR sla_reminded_at IS NULL) ORDER BY sla_due_at, id";
+
+pub(crate) const INSERT_NOTIFICATION: &str = "INSERT INTO ticket_notifications \
+     (ticket_id, customer_id, conversation_id, kind, status, department, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+const NOTIFICATION_COLUMNS: &str = "id, ticket_id, customer_id, conversation_id, kind, status, \
+     department, created_at, attempts";
+
+/// Claims pending notifications: `$1` now, `$2` the end of the claim, `$3` limit. The PostgreSQL
+/// flavour skips rows another claimer holds.
+pub(crate) fn claim_notifications_sql(skip_locked: bool) -> String {
+    let lock = if skip_locked { " FOR UPDATE SKIP LOCKED" } else { "" };
+    format!(
+        "UPDATE ticket_notifications SET claimed_until = $2, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM ticket_notifications WHERE delivered_at IS NULL \
+             AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY id LIMIT $3{lock}) \
+         RETURNING {NOTIFICATION_COLUMNS}"
+    )
+}
+
+pub(crate) const ACK_NOTIFICATION: &str =
+    "UPDATE ticket_notifications SET delivered_at = $2 WHERE id = $1 AND delivered_at IS NULL";
 
 // ---- Input checks ----------------------------------------------------------------------------
 
@@ -148,15 +211,22 @@ pub(crate) fn validate_ticket(t: &NewTicket) -> StoreResult<()> {
     check_time("ticket sla_due_at", t.sla_due_at)
 }
 
-/// Checks the free text and time of a ticket status change.
-pub(crate) fn validate_status_change(
-    actor: &str,
-    note: &str,
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
-    check_text("actor", actor)?;
-    check_text("note", note)?;
-    check_time("time of the change", at)
+/// Checks what the databases need of a ticket change (the shared rules check the rest), and
+/// truncates its time to the stored precision.
+pub(crate) fn validate_update(update: &TicketUpdate) -> StoreResult<TicketUpdate> {
+    check_text("actor", &update.actor)?;
+    check_text("note", &update.note)?;
+    if let TicketChange::Assign { assignee } = &update.change {
+        check_text("assignee", assignee)?;
+    }
+    check_time("time of the change", update.at)?;
+    Ok(TicketUpdate { at: micros(update.at), ..update.clone() })
+}
+
+/// Checks a time the SLA sweep or the outbox is given, truncated to the stored precision.
+pub(crate) fn checked_now(at: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
+    check_time("the time", at)?;
+    Ok(micros(at))
 }
 
 /// Checks a whole import before anything is written: no NUL characters anywhere (PostgreSQL
@@ -343,11 +413,19 @@ pub(crate) struct TicketEventRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     sla_due_at: DateTime<Utc>,
+    assignee: Option<String>,
+    conversation_id: Option<String>,
+    sla_reminded_at: Option<DateTime<Utc>>,
+    sla_breached_at: Option<DateTime<Utc>>,
     event_at: Option<DateTime<Utc>>,
     event_actor: Option<String>,
     event_from: Option<String>,
     event_to: Option<String>,
     event_note: Option<String>,
+    event_kind: Option<String>,
+    event_from_department: Option<String>,
+    event_to_department: Option<String>,
+    event_assignee: Option<String>,
 }
 
 impl TicketEventRow {
@@ -361,6 +439,14 @@ impl TicketEventRow {
             from: self.event_from.take().as_deref().map(ticket_status).transpose()?,
             to: ticket_status(&to)?,
             note: self.event_note.take().unwrap_or_default(),
+            kind: match self.event_kind.take() {
+                Some(k) => TicketEventKind::parse(&k)
+                    .ok_or_else(|| corrupt("ticket event kind", format!("{k:?}")))?,
+                None => TicketEventKind::Status,
+            },
+            from_department: self.event_from_department.take().map(department).transpose()?,
+            to_department: self.event_to_department.take().map(department).transpose()?,
+            assignee: self.event_assignee.take(),
         }))
     }
 
@@ -379,8 +465,81 @@ impl TicketEventRow {
             updated_at: self.updated_at,
             sla_due_at: self.sla_due_at,
             history: Vec::new(),
+            assignee: self.assignee,
+            conversation_id: self.conversation_id,
+            sla_reminded_at: self.sla_reminded_at,
+            sla_breached_at: self.sla_breached_at,
         })
     }
+}
+
+fn department(text: String) -> StoreResult<Department> {
+    Department::parse(&text).ok_or_else(|| corrupt("department", format!("{text:?}")))
+}
+
+/// A row of the SLA sweep's candidate query.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SlaRow {
+    pub(crate) id: i64,
+    status: String,
+    created_at: DateTime<Utc>,
+    sla_due_at: DateTime<Utc>,
+    sla_reminded_at: Option<DateTime<Utc>>,
+    sla_breached_at: Option<DateTime<Utc>>,
+}
+
+impl SlaRow {
+    pub(crate) fn clock(&self) -> StoreResult<SlaClock> {
+        Ok(SlaClock {
+            status: ticket_status(&self.status)?,
+            created_at: self.created_at,
+            sla_due_at: self.sla_due_at,
+            sla_reminded_at: self.sla_reminded_at,
+            sla_breached_at: self.sla_breached_at,
+        })
+    }
+}
+
+/// A `ticket_notifications` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct NotificationRow {
+    id: i64,
+    ticket_id: i64,
+    customer_id: String,
+    conversation_id: String,
+    kind: String,
+    status: String,
+    department: String,
+    created_at: DateTime<Utc>,
+    attempts: i32,
+}
+
+impl NotificationRow {
+    pub(crate) fn into_notification(self) -> StoreResult<TicketNotification> {
+        Ok(TicketNotification {
+            id: self.id,
+            ticket_id: fenliu_tools_commerce::ticket_id(self.ticket_id),
+            customer_id: self.customer_id,
+            conversation_id: self.conversation_id,
+            kind: TicketNotificationKind::parse(&self.kind)
+                .ok_or_else(|| corrupt("notification kind", format!("{:?}", self.kind)))?,
+            status: ticket_status(&self.status)?,
+            department: department(self.department)?,
+            created_at: self.created_at,
+            attempts: u32::try_from(self.attempts)
+                .map_err(|_| corrupt("notification attempts", self.attempts))?,
+        })
+    }
+}
+
+/// Claimed notifications, oldest first (`RETURNING` has no order).
+pub(crate) fn notifications_from_rows(
+    rows: Vec<NotificationRow>,
+) -> StoreResult<Vec<TicketNotification>> {
+    let mut out: Vec<TicketNotification> =
+        rows.into_iter().map(NotificationRow::into_notification).collect::<Result<_, _>>()?;
+    out.sort_by_key(|n| n.id);
+    Ok(out)
 }
 
 /// Folds joined ticket/event rows (ordered by ticket, then event) into tickets with histories.

@@ -3,7 +3,8 @@
 //! one shop).
 //!
 //! This crate owns:
-//! - the two backends, [`SqliteStore`] and [`PostgresStore`] (orders, tickets, conversations and
+//! - the two backends, [`SqliteStore`] and [`PostgresStore`] (orders, tickets with their department
+//!   queues, history, SLA sweep marks and customer-notification outbox, conversations and
 //!   customers' marketing preferences), and the closed enum [`SqlStore`]
 //!   that picks one from a database URL ([`SqlStore::connect`]);
 //! - their schemas and migrations (`migrations/sqlite`, `migrations/postgres`, embedded with
@@ -32,8 +33,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fenliu_tools_commerce::{
-    Address, CancelReason, Customer, ImportStats, NewTicket, Order, OrderStore, Product, ShopData,
-    StoreResult, Ticket, TicketStatus, TicketStore,
+    Address, CancelReason, Customer, Department, ImportStats, NewTicket, Order, OrderStore,
+    Product, ShopData, SlaAlert, StoreResult, Ticket, TicketNotification, TicketStatus,
+    TicketStore, TicketUpdate,
 };
 
 pub use error::{SqlBackend, SqlStoreError};
@@ -180,5 +182,39 @@ impl TicketStore for SqlStore {
         at: DateTime<Utc>,
     ) -> StoreResult<Ticket> {
         delegate!(self.update_ticket_status(id, to, actor, note, at))
+    }
+
+    async fn change_ticket(&self, id: &str, update: &TicketUpdate) -> StoreResult<Ticket> {
+        delegate!(self.change_ticket(id, update))
+    }
+
+    async fn department_queue(
+        &self,
+        department: Department,
+        status: Option<TicketStatus>,
+        limit: usize,
+    ) -> StoreResult<Vec<Ticket>> {
+        delegate!(self.department_queue(department, status, limit))
+    }
+
+    async fn sweep_ticket_sla(
+        &self,
+        now: DateTime<Utc>,
+        reminder_fraction: f64,
+    ) -> StoreResult<Vec<SlaAlert>> {
+        delegate!(self.sweep_ticket_sla(now, reminder_fraction))
+    }
+
+    async fn claim_ticket_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<TicketNotification>> {
+        delegate!(self.claim_ticket_notifications(now, lease, limit))
+    }
+
+    async fn ack_ticket_notification(&self, id: i64, at: DateTime<Utc>) -> StoreResult<bool> {
+        delegate!(self.ack_ticket_notification(id, at))
     }
 }

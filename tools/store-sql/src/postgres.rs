@@ -5,11 +5,14 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use fenliu_tools_commerce::store::{
-    apply_cancellation, check_address_change, check_cancellable, check_ticket_transition,
+    apply_cancellation, apply_sla_alert, apply_ticket_update, check_address_change,
+    check_cancellable, check_claim, check_queue_limit, check_reminder_fraction, notification_for,
+    sla_alert_due, sla_alert_due_for,
 };
 use fenliu_tools_commerce::{
-    Address, CancelReason, Customer, ImportStats, NewTicket, Order, OrderStore, Product, ShopData,
-    StoreResult, Ticket, TicketEvent, TicketStatus, TicketStore, parse_ticket_id, ticket_id,
+    Address, CancelReason, Customer, Department, ImportStats, NewTicket, Order, OrderStore,
+    Product, ShopData, SlaAlert, StoreResult, Ticket, TicketEvent, TicketNotification,
+    TicketStatus, TicketStore, TicketUpdate, parse_ticket_id, ticket_id,
 };
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -19,6 +22,10 @@ use sqlx::{Connection, Postgres, Transaction};
 use crate::CONNECT_TIMEOUT;
 use crate::common::*;
 use crate::error::{SqlBackend, SqlStoreError, query_failed};
+
+/// The outbox claim, in this backend's flavour.
+static CLAIM_NOTIFICATIONS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| claim_notifications_sql(true));
 
 const BACKEND: SqlBackend = SqlBackend::Postgres;
 
@@ -222,9 +229,43 @@ async fn insert_event(conn: &mut PgConnection, ticket: i64, e: &TicketEvent) -> 
         .bind(e.from.map(TicketStatus::as_str))
         .bind(e.to.as_str())
         .bind(&e.note)
+        .bind(e.kind.as_str())
+        .bind(e.from_department.map(Department::as_str))
+        .bind(e.to_department.map(Department::as_str))
+        .bind(e.assignee.as_deref())
         .execute(conn)
         .await
         .map_err(failed("write ticket event"))?;
+    Ok(())
+}
+
+/// One ticket with its history, inside the caller's transaction.
+async fn read_ticket(conn: &mut PgConnection, number: i64) -> StoreResult<Option<Ticket>> {
+    let rows: Vec<TicketEventRow> = sqlx::query_as(SELECT_TICKET.as_str())
+        .bind(number)
+        .fetch_all(conn)
+        .await
+        .map_err(failed("read ticket"))?;
+    Ok(tickets_from_rows(rows)?.pop())
+}
+
+/// Puts a customer notification in the outbox.
+async fn insert_notification(
+    conn: &mut PgConnection,
+    number: i64,
+    n: &TicketNotification,
+) -> StoreResult<()> {
+    sqlx::query(INSERT_NOTIFICATION)
+        .bind(number)
+        .bind(&n.customer_id)
+        .bind(&n.conversation_id)
+        .bind(n.kind.as_str())
+        .bind(n.status.as_str())
+        .bind(n.department.as_str())
+        .bind(n.created_at)
+        .execute(conn)
+        .await
+        .map_err(failed("write ticket notification"))?;
     Ok(())
 }
 
@@ -336,13 +377,7 @@ impl TicketStore for PostgresStore {
         validate_ticket(t)?;
         let now = micros(Utc::now());
         let sla_due_at = micros(t.sla_due_at);
-        let created = TicketEvent {
-            at: now,
-            actor: t.actor.clone(),
-            from: None,
-            to: TicketStatus::Open,
-            note: "created".into(),
-        };
+        let created = TicketEvent::created(now, &t.actor);
         let mut tx = self.write().await?;
         let number: i64 = sqlx::query_scalar(INSERT_TICKET)
             .bind(&t.customer_id)
@@ -356,6 +391,7 @@ impl TicketStore for PostgresStore {
             .bind(now)
             .bind(now)
             .bind(sla_due_at)
+            .bind(t.conversation_id.as_deref())
             .fetch_one(&mut *tx)
             .await
             .map_err(failed("write ticket"))?;
@@ -375,6 +411,10 @@ impl TicketStore for PostgresStore {
             updated_at: now,
             sla_due_at,
             history: vec![created],
+            assignee: None,
+            conversation_id: t.conversation_id.clone(),
+            sla_reminded_at: None,
+            sla_breached_at: None,
         })
     }
 
@@ -382,7 +422,7 @@ impl TicketStore for PostgresStore {
         let Some(number) = parse_ticket_id(id) else {
             return Ok(None);
         };
-        let rows: Vec<TicketEventRow> = sqlx::query_as(SELECT_TICKET)
+        let rows: Vec<TicketEventRow> = sqlx::query_as(SELECT_TICKET.as_str())
             .bind(number)
             .fetch_all(&self.pool)
             .await
@@ -394,7 +434,7 @@ impl TicketStore for PostgresStore {
         if !plausible_id(customer_id) {
             return Ok(Vec::new());
         }
-        let rows: Vec<TicketEventRow> = sqlx::query_as(SELECT_TICKETS_OF)
+        let rows: Vec<TicketEventRow> = sqlx::query_as(SELECT_TICKETS_OF.as_str())
             .bind(customer_id)
             .fetch_all(&self.pool)
             .await
@@ -410,8 +450,12 @@ impl TicketStore for PostgresStore {
         note: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<Ticket> {
+        self.change_ticket(id, &TicketUpdate::status(to, actor, note, at)).await
+    }
+
+    async fn change_ticket(&self, id: &str, update: &TicketUpdate) -> StoreResult<Ticket> {
         let number = parse_ticket_id(id).ok_or_else(|| not_found("ticket", id))?;
-        validate_status_change(actor, note, at)?;
+        let update = validate_update(update)?;
         let mut tx = self.write().await?;
         let locked: Option<i64> = sqlx::query_scalar(LOCK_TICKET)
             .bind(number)
@@ -421,32 +465,120 @@ impl TicketStore for PostgresStore {
         if locked.is_none() {
             return Err(not_found("ticket", id));
         }
-        let rows: Vec<TicketEventRow> = sqlx::query_as(SELECT_TICKET)
+        let mut ticket =
+            read_ticket(&mut tx, number).await?.ok_or_else(|| not_found("ticket", id))?;
+        let applied = apply_ticket_update(&mut ticket, &update)?;
+        sqlx::query(UPDATE_TICKET)
             .bind(number)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(failed("read ticket"))?;
-        let mut ticket = tickets_from_rows(rows)?.pop().ok_or_else(|| not_found("ticket", id))?;
-        check_ticket_transition(&ticket, to)?;
-        let event = TicketEvent {
-            at: micros(at),
-            actor: actor.to_owned(),
-            from: Some(ticket.status),
-            to,
-            note: note.to_owned(),
-        };
-        sqlx::query(UPDATE_TICKET_STATUS)
-            .bind(number)
-            .bind(to.as_str())
-            .bind(event.at)
+            .bind(ticket.status.as_str())
+            .bind(ticket.department.as_str())
+            .bind(ticket.assignee.as_deref())
+            .bind(ticket.updated_at)
             .execute(&mut *tx)
             .await
-            .map_err(failed("write ticket status"))?;
-        insert_event(&mut tx, number, &event).await?;
-        tx.commit().await.map_err(failed("commit ticket status"))?;
-        ticket.status = to;
-        ticket.updated_at = event.at;
-        ticket.history.push(event);
+            .map_err(failed("write ticket"))?;
+        insert_event(&mut tx, number, &applied.event).await?;
+        if let Some(kind) = applied.notify {
+            insert_notification(&mut tx, number, &notification_for(&ticket, kind)).await?;
+        }
+        tx.commit().await.map_err(failed("commit ticket change"))?;
         Ok(ticket)
+    }
+
+    async fn department_queue(
+        &self,
+        department: Department,
+        status: Option<TicketStatus>,
+        limit: usize,
+    ) -> StoreResult<Vec<Ticket>> {
+        check_queue_limit(limit)?;
+        let rows: Vec<TicketEventRow> = sqlx::query_as(SELECT_QUEUE.as_str())
+            .bind(department.as_str())
+            .bind(status.map(TicketStatus::as_str))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("read department queue"))?;
+        tickets_from_rows(rows)
+    }
+
+    async fn sweep_ticket_sla(
+        &self,
+        now: DateTime<Utc>,
+        reminder_fraction: f64,
+    ) -> StoreResult<Vec<SlaAlert>> {
+        check_reminder_fraction(reminder_fraction)?;
+        let now = checked_now(now)?;
+        let candidates: Vec<SlaRow> = sqlx::query_as(SELECT_SLA_CANDIDATES)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("read SLA candidates"))?;
+        let mut alerts = Vec::new();
+        for row in candidates {
+            if sla_alert_due_for(&row.clock()?, now, reminder_fraction).is_none() {
+                continue;
+            }
+            // Decided again under the lock: another sweep may have sent it meanwhile.
+            let mut tx = self.write().await?;
+            let locked: Option<i64> = sqlx::query_scalar(LOCK_TICKET)
+                .bind(row.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed("lock ticket"))?;
+            if locked.is_none() {
+                continue;
+            }
+            let Some(mut ticket) = read_ticket(&mut tx, row.id).await? else {
+                continue;
+            };
+            let Some(kind) = sla_alert_due(&ticket, now, reminder_fraction) else {
+                continue;
+            };
+            let (alert, event) = apply_sla_alert(&mut ticket, kind, now);
+            sqlx::query(UPDATE_TICKET_SLA)
+                .bind(row.id)
+                .bind(ticket.sla_reminded_at)
+                .bind(ticket.sla_breached_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("write SLA marks"))?;
+            insert_event(&mut tx, row.id, &event).await?;
+            tx.commit().await.map_err(failed("commit SLA event"))?;
+            alerts.push(alert);
+        }
+        Ok(alerts)
+    }
+
+    async fn claim_ticket_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<TicketNotification>> {
+        check_claim(lease, limit)?;
+        let now = checked_now(now)?;
+        let until = checked_now(now + lease)?;
+        let mut tx = self.write().await?;
+        let rows: Vec<NotificationRow> = sqlx::query_as(CLAIM_NOTIFICATIONS.as_str())
+            .bind(now)
+            .bind(until)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed("claim ticket notifications"))?;
+        tx.commit().await.map_err(failed("commit notification claim"))?;
+        notifications_from_rows(rows)
+    }
+
+    async fn ack_ticket_notification(&self, id: i64, at: DateTime<Utc>) -> StoreResult<bool> {
+        let at = checked_now(at)?;
+        let done = sqlx::query(ACK_NOTIFICATION)
+            .bind(id)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("acknowledge ticket notification"))?;
+        Ok(done.rows_affected() == 1)
     }
 }

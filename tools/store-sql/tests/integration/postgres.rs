@@ -3,7 +3,8 @@
 
 use fenliu_store_sql::{SqlBackend, SqlStore};
 use fenliu_tools_commerce::test_utils::{
-    assert_cancel_is_atomic, assert_order_store_conformance, assert_ticket_store_conformance,
+    assert_cancel_is_atomic, assert_order_store_conformance, assert_ticket_routing_conformance,
+    assert_ticket_store_conformance,
 };
 
 use crate::scenarios;
@@ -112,6 +113,27 @@ async fn postgres_preference_store_conforms() {
         use fenliu_tools_commerce::OrderStore;
         store.import(&fenliu_tools_commerce::test_utils::fixture_shop()).await.unwrap();
         fenliu_tools_commerce::test_utils::assert_preference_store_conformance(&store).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_ticket_routing_conforms() {
+    with_postgres("postgres_ticket_routing_conforms", |store, _| async move {
+        assert_ticket_routing_conformance(&store).await;
+        let r =
+            sqlx::query("UPDATE ticket_events SET note = 'rewritten'").execute(store.pool()).await;
+        assert!(r.is_err(), "history rows can be rewritten");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sla_sweep_and_outbox_race() {
+    with_postgres("postgres_sla_sweep_and_outbox_race", |store, schema| async move {
+        let other = schema.store().await;
+        scenarios::sla_sweep_and_outbox_race(&[store, other.clone()]).await;
+        other.close().await;
     })
     .await;
 }

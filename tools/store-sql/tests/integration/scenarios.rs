@@ -84,7 +84,75 @@ fn new_ticket(customer: &str) -> NewTicket {
         // Sub-second precision beyond microseconds, which the store truncates.
         sla_due_at: Utc.timestamp_opt(1_800_000_000, 987_654_321).unwrap(),
         actor: "customer".into(),
+        conversation_id: Some("conv-dave".into()),
     }
+}
+
+/// `RACERS` sweeps, spread over `stores`, run at once over 20 past-due tickets: every breach is
+/// emitted exactly once in total, and a later sweep emits nothing. Then `RACERS` deliverers claim
+/// the notifications of 20 status changes at once: each is handed to exactly one of them.
+pub(crate) async fn sla_sweep_and_outbox_race<S: TicketStore + Clone + 'static>(stores: &[S]) {
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let mut t = new_ticket("frank");
+        t.sla_due_at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        ids.push(stores[0].create_ticket(&t).await.unwrap().id);
+    }
+    let now = Utc::now();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..RACERS {
+        let (store, barrier) = (stores[i % stores.len()].clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            store.sweep_ticket_sla(now, 0.8).await
+        });
+    }
+    let mut alerts: Vec<String> = Vec::new();
+    for r in tasks.join_all().await {
+        alerts.extend(r.unwrap().into_iter().map(|a| a.ticket_id));
+    }
+    alerts.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(alerts, expected, "each breach exactly once across concurrent sweeps");
+    assert!(stores[0].sweep_ticket_sla(now, 0.8).await.unwrap().is_empty());
+    for id in &ids {
+        let t = stores[0].ticket(id).await.unwrap().unwrap();
+        assert_eq!(t.history.len(), 2, "one breach entry: {:?}", t.history);
+    }
+
+    for id in &ids {
+        stores[0]
+            .update_ticket_status(id, TicketStatus::InProgress, "human:gil", "", now)
+            .await
+            .unwrap();
+    }
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..RACERS {
+        let (store, barrier) = (stores[i % stores.len()].clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let mut mine = Vec::new();
+            loop {
+                let batch =
+                    store.claim_ticket_notifications(now, chrono::Duration::minutes(5), 3).await?;
+                if batch.is_empty() {
+                    return Ok::<_, StoreError>(mine);
+                }
+                mine.extend(batch.into_iter().map(|n| n.id));
+            }
+        });
+    }
+    let mut claimed: Vec<i64> = Vec::new();
+    for r in tasks.join_all().await {
+        claimed.extend(r.unwrap());
+    }
+    let total = claimed.len();
+    claimed.sort_unstable();
+    claimed.dedup();
+    assert_eq!((total, claimed.len()), (20, 20), "every notification claimed by exactly one");
 }
 
 /// What a write returns is exactly what a later read returns (timestamps to the microsecond).

@@ -2,8 +2,8 @@
 
 use fenliu_store_sql::{SqlBackend, SqlStore, SqliteStore};
 use fenliu_tools_commerce::test_utils::{
-    assert_cancel_is_atomic, assert_order_store_conformance, assert_ticket_store_conformance,
-    fixture_shop,
+    assert_cancel_is_atomic, assert_order_store_conformance, assert_ticket_routing_conformance,
+    assert_ticket_store_conformance, fixture_shop,
 };
 use fenliu_tools_commerce::{CancelReason, OrderStatus, OrderStore, TicketStore};
 
@@ -98,7 +98,63 @@ fn scenario_ticket() -> fenliu_tools_commerce::NewTicket {
         description: String::new(),
         sla_due_at: chrono::Utc.with_ymd_and_hms(2026, 11, 3, 12, 0, 0).unwrap(),
         actor: "agent:after_sales".into(),
+        conversation_id: Some("conv-1".into()),
     }
+}
+
+#[tokio::test]
+async fn sqlite_file_ticket_routing_conforms() {
+    let (store, _dir) = sqlite_file().await;
+    assert_ticket_routing_conformance(&store).await;
+    assert_ticket_routing_conformance(&SqliteStore::in_memory().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sla_sweep_and_outbox_race() {
+    let (store, _dir) = sqlite_file().await;
+    scenarios::sla_sweep_and_outbox_race(&[store.clone(), store]).await;
+}
+
+/// SLA marks and the outbox are in the file: a restarted server neither repeats a reminder nor
+/// loses or re-sends a delivered notification, and an unfinished claim comes back once it lapses.
+#[tokio::test]
+async fn sqlite_sla_marks_and_outbox_survive_reopening() {
+    use fenliu_tools_commerce::{SlaAlertKind, TicketStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    let ticket = first.create_ticket(&scenario_ticket()).await.unwrap();
+    let now = chrono::Utc::now();
+    let alerts = first.sweep_ticket_sla(now, 0.8).await.unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].kind, SlaAlertKind::Breach);
+    first
+        .update_ticket_status(&ticket.id, TicketStatus::InProgress, "human:ann", "", now)
+        .await
+        .unwrap();
+    first
+        .update_ticket_status(&ticket.id, TicketStatus::WaitingForCustomer, "human:ann", "", now)
+        .await
+        .unwrap();
+    let lease = chrono::Duration::seconds(30);
+    let claimed = first.claim_ticket_notifications(now, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(first.ack_ticket_notification(claimed[0].id, now).await.unwrap());
+    first.close().await;
+
+    let second = SqliteStore::open(&path).await.unwrap();
+    assert!(second.sweep_ticket_sla(now, 0.8).await.unwrap().is_empty(), "no repeat after restart");
+    assert!(second.claim_ticket_notifications(now, lease, 10).await.unwrap().is_empty(), "leased");
+    let later = now + lease;
+    let again = second.claim_ticket_notifications(later, lease, 10).await.unwrap();
+    assert_eq!(again.iter().map(|n| n.id).collect::<Vec<_>>(), [claimed[1].id]);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].conversation_id, "conv-1");
+    assert!(!second.ack_ticket_notification(claimed[0].id, later).await.unwrap(), "acked once");
+    // History is append-only in the database itself.
+    let r = sqlx::query("UPDATE ticket_events SET note = 'rewritten'").execute(second.pool()).await;
+    assert!(r.is_err(), "history rows can be rewritten");
+    second.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,42 @@
+-- Tickets as routed work: an owner, the conversation the customer hears back in, the SLA sweep's
+-- marks (each reminder and breach is sent once), richer history entries (assignments, transfers,
+-- SLA events), and the customer-notification outbox written in the same transaction as the change.
+ALTER TABLE tickets ADD COLUMN assignee TEXT;
+ALTER TABLE tickets ADD COLUMN conversation_id TEXT;
+ALTER TABLE tickets ADD COLUMN sla_reminded_at TEXT;
+ALTER TABLE tickets ADD COLUMN sla_breached_at TEXT;
+
+-- Department queues, and the SLA sweep's candidates.
+CREATE INDEX tickets_by_department ON tickets (department, status, id);
+CREATE INDEX tickets_sla_pending ON tickets (sla_due_at)
+    WHERE sla_breached_at IS NULL AND status NOT IN ('resolved', 'closed');
+
+ALTER TABLE ticket_events ADD COLUMN kind TEXT NOT NULL DEFAULT 'status'
+    CHECK (kind IN ('created', 'status', 'assigned', 'transferred', 'sla_reminder', 'sla_breach'));
+ALTER TABLE ticket_events ADD COLUMN from_department TEXT;
+ALTER TABLE ticket_events ADD COLUMN to_department TEXT;
+ALTER TABLE ticket_events ADD COLUMN assignee TEXT;
+UPDATE ticket_events SET kind = 'created' WHERE from_status IS NULL;
+
+-- History is append-only.
+CREATE TRIGGER ticket_events_append_only BEFORE UPDATE ON ticket_events
+BEGIN
+    SELECT RAISE(ABORT, 'ticket_events is append-only');
+END;
+
+CREATE TABLE ticket_notifications (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id       INTEGER NOT NULL REFERENCES tickets (id) ON DELETE CASCADE,
+    customer_id     TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('status', 'transferred')),
+    status          TEXT NOT NULL,
+    department      TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    -- A deliverer's claim: nobody else takes the row before this time.
+    claimed_until   TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    delivered_at    TEXT
+) STRICT;
+
+CREATE INDEX ticket_notifications_pending ON ticket_notifications (id) WHERE delivered_at IS NULL;
