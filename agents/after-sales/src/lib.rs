@@ -155,6 +155,7 @@ impl Agent for AfterSalesAgent {
                 ListTickets::NAME,
             ],
         )
+        .with_templates(templates::specs())
     }
 
     async fn handle(
@@ -162,7 +163,7 @@ impl Agent for AfterSalesAgent {
         ctx: &AgentContext<'_>,
         slots: &mut AfterSalesSlots,
     ) -> Result<AgentReply, AgentError> {
-        let t = Texts::new(ctx.language);
+        let t = Texts::for_turn(ctx);
         let message = ctx.message;
 
         if intent::is_formal_complaint(message) {

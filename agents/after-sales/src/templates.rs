@@ -5,7 +5,8 @@
 //! `data/demo/docs/`.
 
 use chrono::{DateTime, Utc};
-use fenliu_agent::Language;
+use fenliu_agent::settings::TemplateOverrides;
+use fenliu_agent::{AgentContext, Language, TemplateSpec};
 use fenliu_tools_commerce::ticket_tools::{ItemWarranty, TicketSummary};
 use fenliu_tools_commerce::tools::OrderSummary;
 use fenliu_tools_commerce::{
@@ -14,9 +15,38 @@ use fenliu_tools_commerce::{
 
 use crate::PendingTicket;
 
+/// The texts operators may replace in `config/agents/after_sales.toml`.
+pub(crate) fn specs() -> Vec<TemplateSpec> {
+    vec![
+        TemplateSpec::new("ask_fault", &["item"], "asks what is wrong with the item"),
+        TemplateSpec::new(
+            "created",
+            &["kind", "ticket_id", "department", "priority", "due", "next_step"],
+            "a repair, return or exchange ticket was created",
+        ),
+        TemplateSpec::new(
+            "ticket_status",
+            &[
+                "ticket_id",
+                "kind",
+                "order_id",
+                "subject",
+                "status",
+                "department",
+                "priority",
+                "due",
+                "updated",
+            ],
+            "the status of one of the customer's tickets",
+        ),
+        TemplateSpec::new("escalating", &[], "a person takes over the conversation"),
+    ]
+}
+
 /// Texts in one language.
 pub(crate) struct Texts {
     zh: bool,
+    overrides: TemplateOverrides,
 }
 
 fn date(at: DateTime<Utc>) -> String {
@@ -28,8 +58,9 @@ fn time(at: DateTime<Utc>) -> String {
 }
 
 impl Texts {
-    pub(crate) fn new(language: Language) -> Self {
-        Self { zh: language == Language::Zh }
+    /// The texts of this turn: its language, and the operator's overrides.
+    pub(crate) fn for_turn(ctx: &AgentContext<'_>) -> Self {
+        Self { zh: ctx.language == Language::Zh, overrides: ctx.overrides() }
     }
 
     fn pick(&self, en: String, zh: String) -> String {
@@ -199,6 +230,9 @@ impl Texts {
     }
 
     pub(crate) fn ask_fault(&self, item: &str) -> String {
+        if let Some(text) = self.overrides.text("ask_fault", &[("item", &item)]) {
+            return text;
+        }
         self.pick(
             format!(
                 "What is wrong with the {item}? A short description helps, e.g. \"it no longer turns on\" or \"the size is too small\"."
@@ -368,6 +402,19 @@ impl Texts {
             }
             _ => "同事会进行复核并答复您。",
         };
+        if let Some(text) = self.overrides.text(
+            "created",
+            &[
+                ("kind", &self.kind(t.kind)),
+                ("ticket_id", &t.id),
+                ("department", &self.department(t.department)),
+                ("priority", &self.priority(t.priority)),
+                ("due", &time(t.sla_due_at)),
+                ("next_step", &if self.zh { next_zh } else { next_en }),
+            ],
+        ) {
+            return text;
+        }
         self.pick(
             format!(
                 "Done: {} ticket {} is open with our {} team (priority {}); it will be handled by {}. {next_en} \
@@ -391,6 +438,22 @@ impl Texts {
 
     pub(crate) fn ticket_status(&self, t: &Ticket) -> String {
         let order = t.order_id.as_deref().unwrap_or("-");
+        if let Some(text) = self.overrides.text(
+            "ticket_status",
+            &[
+                ("ticket_id", &t.id),
+                ("kind", &self.kind(t.kind)),
+                ("order_id", &order),
+                ("subject", &t.subject),
+                ("status", &self.status(t.status)),
+                ("department", &self.department(t.department)),
+                ("priority", &self.priority(t.priority)),
+                ("due", &time(t.sla_due_at)),
+                ("updated", &time(t.updated_at)),
+            ],
+        ) {
+            return text;
+        }
         self.pick(
             format!(
                 "Ticket {} ({}, order {}: {}) is {}. It is with our {} team, priority {}, due by {}. Last update: {}.",
@@ -492,6 +555,9 @@ impl Texts {
     }
 
     pub(crate) fn escalating(&self) -> String {
+        if let Some(text) = self.overrides.text("escalating", &[]) {
+            return text;
+        }
         self.pick(
             "I'm passing this to a colleague who can help further; they will see everything we've discussed.".into(),
             "我将为您转接人工客服，同事会看到我们之前的全部沟通内容。".into(),

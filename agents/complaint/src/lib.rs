@@ -94,6 +94,7 @@ impl Agent for ComplaintAgent {
             phrases::PHRASES,
             &[CreateTicket::NAME, GetTicket::NAME, ListOrders::NAME, GetOrder::NAME],
         )
+        .with_templates(templates::specs())
     }
 
     async fn handle(
@@ -101,7 +102,7 @@ impl Agent for ComplaintAgent {
         ctx: &AgentContext<'_>,
         slots: &mut ComplaintSlots,
     ) -> Result<AgentReply, AgentError> {
-        let t = Texts::new(ctx.language);
+        let t = Texts::for_turn(ctx);
         let message = intent::clean_text(ctx.message, MAX_DETAILS_CHARS);
 
         if let Some(ticket_id) = extract_ticket_id(&message)

@@ -6,12 +6,37 @@
 //! or any other outcome: a person decides those.
 
 use chrono::{DateTime, Utc};
-use fenliu_agent::Language;
+use fenliu_agent::settings::TemplateOverrides;
+use fenliu_agent::{AgentContext, Language, TemplateSpec};
 use fenliu_tools_commerce::{Ticket, TicketStatus};
+
+/// The texts operators may replace in `config/agents/complaint.toml`.
+pub(crate) fn specs() -> Vec<TemplateSpec> {
+    vec![
+        TemplateSpec::new("ask_details", &[], "asks what happened when the message has no details"),
+        TemplateSpec::new(
+            "filed",
+            &["ticket_id", "order_id", "due", "reply_within"],
+            "a complaint was filed and stays in the normal queue (`order_id` may be empty)",
+        ),
+        TemplateSpec::new(
+            "escalated",
+            &["ticket_id", "due"],
+            "a filed complaint goes to a senior colleague (a safety notice and a missing-order \
+             note are added around it)",
+        ),
+        TemplateSpec::new(
+            "ticket_status",
+            &["ticket_id", "subject", "status", "due", "updated"],
+            "the status of one of the customer's complaints",
+        ),
+    ]
+}
 
 /// Texts in one language.
 pub(crate) struct Texts {
     zh: bool,
+    overrides: TemplateOverrides,
 }
 
 fn time(at: DateTime<Utc>) -> String {
@@ -19,8 +44,9 @@ fn time(at: DateTime<Utc>) -> String {
 }
 
 impl Texts {
-    pub(crate) fn new(language: Language) -> Self {
-        Self { zh: language == Language::Zh }
+    /// The texts of this turn: its language, and the operator's overrides.
+    pub(crate) fn for_turn(ctx: &AgentContext<'_>) -> Self {
+        Self { zh: ctx.language == Language::Zh, overrides: ctx.overrides() }
     }
 
     fn pick(&self, en: String, zh: String) -> String {
@@ -45,6 +71,9 @@ impl Texts {
     }
 
     pub(crate) fn ask_details(&self) -> String {
+        if let Some(text) = self.overrides.text("ask_details", &[]) {
+            return text;
+        }
         self.pick(
             "I'm sorry something went wrong. Please tell me what happened, the order number if it is about an order, \
              and what you would like us to do; I'll file your complaint right away."
@@ -79,6 +108,17 @@ impl Texts {
         let reply_en = "within 1 business day";
         let reply_zh = "1 个工作日内";
         let note = self.order_note(missing_order);
+        if let Some(text) = self.overrides.text(
+            "filed",
+            &[
+                ("ticket_id", &t.id),
+                ("order_id", &t.order_id.as_deref().unwrap_or_default()),
+                ("due", &time(t.sla_due_at)),
+                ("reply_within", &if self.zh { reply_zh } else { reply_en }),
+            ],
+        ) {
+            return text + &note;
+        }
         self.pick(
             format!(
                 "I'm sorry about this; it is not the experience we want you to have. I've filed your complaint as {}{}.{note} \
@@ -106,8 +146,14 @@ impl Texts {
     ) -> String {
         let mut text = if safety { self.safety() } else { String::new() };
         let note = self.order_note(missing_order);
-        text.push_str(&match ticket {
-            Some(t) => self.pick(
+        let custom = ticket.and_then(|t| {
+            self.overrides
+                .text("escalated", &[("ticket_id", &t.id), ("due", &time(t.sla_due_at))])
+                .map(|s| s + &note)
+        });
+        text.push_str(&match (ticket, custom) {
+            (_, Some(custom)) => custom,
+            (Some(t), None) => self.pick(
                 format!(
                     "I'm very sorry, and I take this seriously. Your complaint is filed as {} and I'm passing it to a senior colleague \
                      right now; they will see everything you've told me and contact you by {}.{note}",
@@ -120,7 +166,7 @@ impl Texts {
                     time(t.sla_due_at)
                 ),
             ),
-            None => self.pick(
+            (None, None) => self.pick(
                 format!(
                     "I'm very sorry, and I take this seriously. I'm passing your complaint to a colleague right now; they will see \
                      everything you've told me.{note}"
@@ -132,6 +178,18 @@ impl Texts {
     }
 
     pub(crate) fn ticket_status(&self, t: &Ticket) -> String {
+        if let Some(text) = self.overrides.text(
+            "ticket_status",
+            &[
+                ("ticket_id", &t.id),
+                ("subject", &t.subject),
+                ("status", &self.status(t.status)),
+                ("due", &time(t.sla_due_at)),
+                ("updated", &time(t.updated_at)),
+            ],
+        ) {
+            return text;
+        }
         self.pick(
             format!(
                 "Your complaint {} (\"{}\") is {}. Due by {}; last update {}.",

@@ -122,6 +122,7 @@ impl Agent for FaqAgent {
             phrases::PHRASES,
             &[KbSearch::NAME],
         )
+        .with_templates(templates::specs())
     }
 
     async fn handle(
@@ -129,7 +130,7 @@ impl Agent for FaqAgent {
         ctx: &AgentContext<'_>,
         slots: &mut FaqSlots,
     ) -> Result<AgentReply, AgentError> {
-        let t = Texts::new(ctx.language);
+        let t = Texts::for_turn(ctx);
         let question = clean(ctx.message);
         if !has_question(&question) {
             slots.failed_turns = slots.failed_turns.saturating_add(1);

@@ -2,12 +2,28 @@
 //!
 //! Answers quote the knowledge base and name their source; the agent never adds facts of its own.
 
-use fenliu_agent::Language;
+use fenliu_agent::settings::TemplateOverrides;
+use fenliu_agent::{AgentContext, Language, TemplateSpec};
 use fenliu_knowledge::Citation;
+
+/// The texts operators may replace in `config/agents/faq.toml`.
+pub(crate) fn specs() -> Vec<TemplateSpec> {
+    vec![
+        TemplateSpec::new("ask_question", &[], "asks what the customer wants to know"),
+        TemplateSpec::new(
+            "answer",
+            &["passage", "source", "see_also"],
+            "an answer quoted from the knowledge base with its source (`see_also` may be empty)",
+        ),
+        TemplateSpec::new("no_answer", &[], "the documents do not cover the question"),
+        TemplateSpec::new("unavailable", &[], "the knowledge base cannot be searched"),
+    ]
+}
 
 /// Texts in one language.
 pub(crate) struct Texts {
     zh: bool,
+    overrides: TemplateOverrides,
 }
 
 /// The citation as customers see it: file name and section, without the storage path.
@@ -17,11 +33,15 @@ pub(crate) fn shown(c: &Citation) -> String {
 }
 
 impl Texts {
-    pub(crate) fn new(language: Language) -> Self {
-        Self { zh: language == Language::Zh }
+    /// The texts of this turn: its language, and the operator's overrides.
+    pub(crate) fn for_turn(ctx: &AgentContext<'_>) -> Self {
+        Self { zh: ctx.language == Language::Zh, overrides: ctx.overrides() }
     }
 
     pub(crate) fn ask_question(&self) -> String {
+        if let Some(text) = self.overrides.text("ask_question", &[]) {
+            return text;
+        }
         if self.zh {
             "请问您想了解哪方面的信息？例如退货、配送、保修或支付。".into()
         } else {
@@ -42,17 +62,26 @@ impl Texts {
         if translated_from_en && self.zh {
             out.push_str("以下内容摘自我们的英文资料：\n");
         }
+        let more: Vec<String> = see_also.iter().map(shown).collect();
+        if let Some(text) = self.overrides.text(
+            "answer",
+            &[
+                ("passage", &passage),
+                ("source", &shown(source)),
+                ("see_also", &more.join(if self.zh { "；" } else { "; " })),
+            ],
+        ) {
+            return out + &text;
+        }
         out.push_str(passage);
         if self.zh {
             out.push_str(&format!("\n\n（来源：{}）", shown(source)));
-            if !see_also.is_empty() {
-                let more: Vec<String> = see_also.iter().map(shown).collect();
+            if !more.is_empty() {
                 out.push_str(&format!("\n另见：{}", more.join("；")));
             }
         } else {
             out.push_str(&format!("\n\n(Source: {})", shown(source)));
-            if !see_also.is_empty() {
-                let more: Vec<String> = see_also.iter().map(shown).collect();
+            if !more.is_empty() {
                 out.push_str(&format!("\nSee also: {}", more.join("; ")));
             }
         }
@@ -60,6 +89,9 @@ impl Texts {
     }
 
     pub(crate) fn no_answer(&self) -> String {
+        if let Some(text) = self.overrides.text("no_answer", &[]) {
+            return text;
+        }
         if self.zh {
             "抱歉，我们的资料里没有这个问题的可靠答案，我不想给您不准确的信息。已将您的问题转给同事，他们会尽快答复您。"
                 .into()
@@ -71,6 +103,9 @@ impl Texts {
     }
 
     pub(crate) fn unavailable(&self) -> String {
+        if let Some(text) = self.overrides.text("unavailable", &[]) {
+            return text;
+        }
         if self.zh {
             "抱歉，我暂时无法查询资料库。已将您的问题转给同事，他们会尽快答复您。".into()
         } else {

@@ -95,6 +95,7 @@ impl Agent for MembershipPointsAgent {
             phrases::PHRASES,
             &[GetPointsBalance::NAME],
         )
+        .with_templates(templates::specs())
     }
 
     async fn handle(
@@ -102,7 +103,7 @@ impl Agent for MembershipPointsAgent {
         ctx: &AgentContext<'_>,
         slots: &mut MembershipSlots,
     ) -> Result<AgentReply, AgentError> {
-        let t = Texts::new(ctx.language);
+        let t = Texts::for_turn(ctx);
         *slots = MembershipSlots::default();
         match ctx.call::<GetPointsBalance>(NoArgs {}).await {
             Ok(b) => Ok(AgentReply::Answer {

@@ -1,17 +1,32 @@
 //! Customer-facing texts of the membership points agent, in English and Chinese.
 
-use fenliu_agent::{CustomerTier, Language};
+use fenliu_agent::settings::TemplateOverrides;
+use fenliu_agent::{AgentContext, CustomerTier, Language, TemplateSpec};
 
 use crate::tool::PointsBalance;
+
+/// The texts operators may replace in `config/agents/membership_points.toml`.
+pub(crate) fn specs() -> Vec<TemplateSpec> {
+    vec![
+        TemplateSpec::new(
+            "balance",
+            &["points", "delivered_orders", "qualifying_spend"],
+            "the points balance (notes on orders on the way, VIP benefits and redemption follow)",
+        ),
+        TemplateSpec::new("unavailable", &[], "the balance cannot be read; a person takes over"),
+    ]
+}
 
 /// Texts in one language.
 pub(crate) struct Texts {
     zh: bool,
+    overrides: TemplateOverrides,
 }
 
 impl Texts {
-    pub(crate) fn new(language: Language) -> Self {
-        Self { zh: language == Language::Zh }
+    /// The texts of this turn: its language, and the operator's overrides.
+    pub(crate) fn for_turn(ctx: &AgentContext<'_>) -> Self {
+        Self { zh: ctx.language == Language::Zh, overrides: ctx.overrides() }
     }
 
     fn pick(&self, en: String, zh: String) -> String {
@@ -20,7 +35,17 @@ impl Texts {
 
     /// The balance, how it was earned, what is still to come, and the tier.
     pub(crate) fn balance(&self, b: &PointsBalance, tier: CustomerTier, redeem: bool) -> String {
-        let mut text = self.pick(
+        let spend = format!("{:.2}", b.qualifying_spend);
+        let custom = self.overrides.text(
+            "balance",
+            &[
+                ("points", &b.points),
+                ("delivered_orders", &b.delivered_orders),
+                ("qualifying_spend", &spend),
+            ],
+        );
+        let mut text = custom.unwrap_or_else(|| {
+            self.pick(
             format!(
                 "You have {} membership points, earned on {} delivered order(s) worth {:.2} after \
                  refunds (1 point per whole unit spent).",
@@ -30,7 +55,8 @@ impl Texts {
                 "您目前有 {} 会员积分，来自 {} 笔已签收订单（扣除退款后共 {:.2}，每消费 1 元积 1 分）。",
                 b.points, b.delivered_orders, b.qualifying_spend
             ),
-        );
+        )
+        });
         if b.orders_on_the_way > 0 {
             text.push_str(&self.pick(
                 format!(
@@ -60,6 +86,9 @@ impl Texts {
 
     /// What the customer is told when the balance cannot be read and a person takes over.
     pub(crate) fn unavailable(&self) -> String {
+        if let Some(text) = self.overrides.text("unavailable", &[]) {
+            return text;
+        }
         self.pick(
             "I'm sorry, I can't read your points balance right now. I'm passing your question to a \
              colleague, who will get back to you."

@@ -578,3 +578,43 @@ async fn an_unfinished_ticket_is_not_opened_twice() {
     assert!(!calls.contains(&"create_ticket".to_owned()));
     assert_eq!(DynTicketStore::tickets_of(store.as_ref(), "carol").await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn operator_templates_replace_ticket_texts() {
+    let (_, tools) = setup().await;
+    let (reply, _) = conversation(
+        &tools,
+        "carol",
+        &["My smart watch from order W3000002 stopped charging", "yes"],
+    )
+    .await;
+    assert!(answer(&reply).contains("T-000001"));
+    let (reply, _, _) = fenliu_agent::test_utils::run_turn_with_settings(
+        &AfterSalesAgent::new(),
+        &tools,
+        &customer("carol"),
+        "What's the status of T-000001?",
+        &[],
+        serde_json::Value::Null,
+        "[templates.en]\nticket_status = \"{ticket_id}/{order_id}: {status}, due {due}\"",
+    )
+    .await
+    .unwrap();
+    let text = answer(&reply);
+    assert!(text.starts_with("T-000001/#W3000002: open"), "{text}");
+
+    // A narrowed allow-list without get_ticket: the agent cannot read the ticket any more.
+    let (reply, _, calls) = fenliu_agent::test_utils::run_turn_with_settings(
+        &AfterSalesAgent::new(),
+        &tools,
+        &customer("carol"),
+        "What's the status of T-000001?",
+        &[],
+        serde_json::Value::Null,
+        "tools = [\"list_orders\", \"get_order\", \"check_warranty\", \"create_ticket\"]",
+    )
+    .await
+    .unwrap();
+    assert!(!reply.customer_text().unwrap_or_default().contains("#W3000002"), "{reply:?}");
+    assert_eq!(calls, ["get_ticket"], "the call is made and refused by the allow-list");
+}

@@ -322,3 +322,54 @@ async fn hostile_inputs_file_nothing_and_leak_nothing() {
     let package = escalation(last.unwrap());
     assert_eq!(package.reason, EscalationReason::RepeatedFailure);
 }
+
+#[tokio::test]
+async fn operator_templates_replace_the_built_in_texts() {
+    let (store, tools) = setup().await;
+    let settings = r#"
+        [templates.en]
+        ask_details = "Tell us what happened, please."
+        filed = "Logged as {ticket_id}; we answer {reply_within}, resolution by {due}."
+        [templates.zh]
+        ask_details = "请说说发生了什么。"
+    "#;
+    let run = |who: &'static str, message: &'static str, slots: serde_json::Value| {
+        let tools = tools.clone();
+        async move {
+            fenliu_agent::test_utils::run_turn_with_settings(
+                &ComplaintAgent::new(),
+                &tools,
+                &customer(who),
+                message,
+                &[],
+                slots,
+                settings,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (reply, slots, _) =
+        run("carol", "I want to make a complaint", serde_json::Value::Null).await;
+    assert_eq!(reply.customer_text(), Some("Tell us what happened, please."));
+    let (reply, _, _) =
+        run("carol", "The courier left my parcel in the rain, everything is wet", slots).await;
+    let ticket = only_ticket(&store, "carol").await;
+    let text = answer(&reply);
+    assert!(
+        text.starts_with(&format!("Logged as {}; we answer within 1 business day", ticket.id)),
+        "{text}"
+    );
+    let (reply, _, _) = run("bob", "我要投诉", serde_json::Value::Null).await;
+    assert_eq!(reply.customer_text(), Some("请说说发生了什么。"));
+
+    // Unknown placeholders never reach a customer: the file is refused when loaded.
+    let err = fenliu_agent::settings::AgentSettings::parse(
+        std::path::Path::new("complaint.toml"),
+        "[templates.en]\nfiled = \"{ticket_id} {customer_email}\"",
+        &fenliu_agent::DynAgent::descriptor(&ComplaintAgent::new()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("{customer_email}"), "{err}");
+}

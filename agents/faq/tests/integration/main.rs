@@ -163,3 +163,40 @@ async fn empty_messages_ask_for_the_question_then_hand_over() {
         "{reply:?}"
     );
 }
+
+#[tokio::test]
+async fn operator_templates_replace_the_answer_and_no_answer_texts() {
+    let settings = r#"
+        [templates.en]
+        answer = "{passage} [from {source}] [more: {see_also}]"
+        no_answer = "We don't know that one yet; a colleague will follow up."
+    "#;
+    let run = |tools: ToolSet, message: &'static str| async move {
+        fenliu_agent::test_utils::run_turn_with_settings(
+            &FaqAgent::new(),
+            &tools,
+            &customer(),
+            message,
+            &[],
+            serde_json::Value::Null,
+            settings,
+        )
+        .await
+        .unwrap()
+    };
+    let with_hits = tools(Arc::new(RecordingRetriever::with_hits(demo_hits())));
+    let (reply, _, _) = run(with_hits, "How many days do I have to send something back?").await;
+    let text = reply.customer_text().unwrap();
+    assert!(
+        text.starts_with("30 days from the delivery date. [from faq.csv › returns-policy"),
+        "{text}"
+    );
+    assert!(text.contains("[more: returns-policy.en.md › "), "{text}");
+    let empty = tools(Arc::new(RecordingRetriever::with_hits(vec![])));
+    let (reply, _, _) = run(empty, "What is the airspeed of a swallow?").await;
+    let AgentReply::Escalate(package) = reply else { panic!("{reply:?}") };
+    assert_eq!(
+        package.message_to_customer,
+        "We don't know that one yet; a colleague will follow up."
+    );
+}

@@ -277,3 +277,22 @@ async fn a_failing_store_hands_the_customer_to_a_person() {
         other => panic!("expected an escalation, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn operator_templates_replace_the_balance_text() {
+    let store = store().await;
+    let tools = toolset(&store);
+    let (reply, _, _) = fenliu_agent::test_utils::run_turn_with_settings(
+        &MembershipPointsAgent::new(),
+        &tools,
+        &customer("bob", Language::Zh),
+        "我有多少积分？",
+        &[],
+        serde_json::Value::Null,
+        "[templates.zh]\nbalance = \"积分：{points}（{delivered_orders} 笔订单，{qualifying_spend}）。\"",
+    )
+    .await
+    .unwrap();
+    let text = answer(&reply);
+    assert!(text.starts_with("积分：777（1 笔订单，777.77）。"), "{text}");
+}
