@@ -11,6 +11,7 @@ use fenliu_knowledge::{DynEmbedder, DynVectorStore};
 use fenliu_knowledge_base::eval::{evaluate, load_questions};
 use fenliu_knowledge_base::{FileReport, FileStatus, IngestOptions, KbConfig, KnowledgeBase};
 use fenliu_knowledge_edge::{EdgeOptions, EdgeStore};
+use fenliu_knowledge_qdrant::{QdrantOptions, QdrantStore, QdrantStoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -24,6 +25,8 @@ pub enum KnowledgeBackend {
     /// qdrant-edge in-process, files under `knowledge.path`: the embedded default.
     #[default]
     Edge,
+    /// A Qdrant server over gRPC (`[knowledge.qdrant]`); the catalogue stays under `knowledge.path`.
+    Qdrant,
 }
 
 /// `[knowledge]`: where the knowledge base lives and how it searches.
@@ -41,6 +44,8 @@ pub struct KnowledgeConfig {
     pub retrieval: KbConfig,
     /// qdrant-edge tuning.
     pub edge: EdgeOptions,
+    /// The Qdrant server (`backend = "qdrant"`): url, api_key, collection_prefix, timeouts.
+    pub qdrant: QdrantOptions,
 }
 
 impl Default for KnowledgeConfig {
@@ -55,6 +60,7 @@ impl Default for KnowledgeConfig {
             ],
             retrieval: KbConfig::default(),
             edge: EdgeOptions::default(),
+            qdrant: QdrantOptions::default(),
         }
     }
 }
@@ -80,6 +86,22 @@ impl KnowledgeConfig {
         if self.edge.hnsw_ef == 0 || self.edge.m == 0 {
             return Err("knowledge.edge.hnsw_ef and m must be positive".into());
         }
+        if self.backend == KnowledgeBackend::Qdrant {
+            if self.qdrant.url.trim().is_empty() {
+                return Err(
+                    "knowledge.qdrant.url is required when knowledge.backend = \"qdrant\" \
+                            (e.g. http://127.0.0.1:6334)"
+                        .into(),
+                );
+            }
+            match self.qdrant.validate() {
+                Err(QdrantStoreError::InvalidOption { option, reason }) => {
+                    return Err(format!("knowledge.qdrant.{option} {reason}"));
+                }
+                Err(e) => return Err(format!("knowledge.qdrant: {e}")),
+                Ok(()) => {}
+            }
+        }
         Ok(())
     }
 
@@ -99,6 +121,13 @@ pub fn open_store(config: &KnowledgeConfig) -> anyhow::Result<Arc<dyn DynVectorS
             EdgeStore::open(config.vectors_path(), config.edge)
                 .with_context(|| format!("opening {}", config.vectors_path().display()))?,
         ),
+        KnowledgeBackend::Qdrant => {
+            let store = QdrantStore::connect(config.qdrant.clone())
+                .context("connecting to the Qdrant server (knowledge.qdrant)")?;
+            let (url, prefix) = (&config.qdrant.url, &config.qdrant.collection_prefix);
+            info!(%url, %prefix, "knowledge vectors on Qdrant");
+            Arc::new(store)
+        }
     })
 }
 
@@ -327,6 +356,22 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<()> {
             store.backup(&dest.join("vectors"))?;
             kb.backup_catalog(&dest.join("catalog.json"))?;
         }
+        KnowledgeBackend::Qdrant => {
+            let kb = KnowledgeBase::open(
+                embedder,
+                open_store(k)?,
+                k.retrieval.clone(),
+                Some(k.catalog_path()),
+            )
+            .await?;
+            std::fs::create_dir_all(dest)?;
+            kb.backup_catalog(&dest.join("catalog.json"))?;
+            println!(
+                "the vectors stay on the Qdrant server at {} (collection {}{}): back them up with \
+                 Qdrant's snapshots",
+                k.qdrant.url, k.qdrant.collection_prefix, k.retrieval.collection
+            );
+        }
     }
     println!(
         "backed up {} to {} (restore: point knowledge.path at it)",
@@ -394,4 +439,101 @@ pub async fn search(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use fenliu_knowledge::{Filter, KnowledgeError};
+    use figment::Figment;
+    use figment::providers::{Format, Serialized, Toml};
+
+    use super::*;
+
+    fn with(toml: &str) -> Result<Config, String> {
+        Config::from_figment(
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn qdrant_is_selected_by_backend_with_its_options() {
+        let c = with(
+            "[knowledge]\nbackend = \"qdrant\"\n[knowledge.qdrant]\nurl = \"https://q.example:6334\"\n\
+             api_key = \"top-secret\"\ncollection_prefix = \"shop_a_\"\ntimeout_ms = 2500",
+        )
+        .unwrap();
+        let q = &c.knowledge.qdrant;
+        assert_eq!(c.knowledge.backend, KnowledgeBackend::Qdrant);
+        assert_eq!(q.url, "https://q.example:6334");
+        assert_eq!(q.api_key.as_ref().map(|k| k.expose()), Some("top-secret"));
+        assert_eq!((q.collection_prefix.as_str(), q.timeout_ms), ("shop_a_", 2500));
+        assert_eq!(q.connect_timeout_ms, QdrantOptions::default().connect_timeout_ms);
+        // The key shows neither in Debug (logs) nor when the configuration is serialised.
+        assert!(!format!("{c:?}").contains("top-secret"));
+        assert!(!serde_json::to_string(&c.knowledge).unwrap().contains("top-secret"));
+        // The default stays embedded and needs no url.
+        assert_eq!(with("").unwrap().knowledge.backend, KnowledgeBackend::Edge);
+    }
+
+    #[test]
+    fn hostile_qdrant_configuration_names_the_key() {
+        for (toml, key) in [
+            ("[knowledge]\nbackend = \"qdrant\"", "knowledge.qdrant.url is required"),
+            (
+                "[knowledge]\nbackend = \"qdrant\"\n[knowledge.qdrant]\nurl = \"  \"",
+                "knowledge.qdrant.url",
+            ),
+            (
+                "[knowledge]\nbackend = \"qdrant\"\n[knowledge.qdrant]\nurl = \"localhost:6334\"",
+                "knowledge.qdrant.url",
+            ),
+            (
+                "[knowledge]\nbackend = \"qdrant\"\n[knowledge.qdrant]\nurl = \"ftp://h:6334\"",
+                "knowledge.qdrant.url",
+            ),
+            (
+                "[knowledge]\nbackend = \"qdrant\"\n[knowledge.qdrant]\nurl = \"http://u:pw@h:6334\"",
+                "knowledge.qdrant.url",
+            ),
+            (
+                "[knowledge]\nbackend = \"qdrant\"\n[knowledge.qdrant]\nurl = \"http://h:6334\"\ntimeout_ms = 0",
+                "knowledge.qdrant.timeout_ms",
+            ),
+            (
+                "[knowledge]\nbackend = \"qdrant\"\n[knowledge.qdrant]\nurl = \"http://h:6334\"\ncollection_prefix = \"../x\"",
+                "knowledge.qdrant.collection_prefix",
+            ),
+            (
+                "[knowledge]\nbackend = \"qdrant\"\n[knowledge.qdrant]\nurl = \"http://h:6334\"\napi_key = \"with space\"",
+                "knowledge.qdrant.api_key",
+            ),
+            ("[knowledge.qdrant]\nurl = \"http://h:6334\"\nurll = \"x\"", "urll"),
+            ("[knowledge.qdrant]\nurl = 6334", "url"),
+            ("[knowledge]\nbackend = \"qdrant-server\"", "backend"),
+            ("[knowledge]\nbackend = \"Qdrant\"", "backend"),
+        ] {
+            let err = with(toml).expect_err(toml);
+            assert!(err.contains(key), "{toml:?}: {err}");
+            assert!(!err.contains("with space"), "the api key was echoed: {err}");
+        }
+        // Qdrant options are only checked when Qdrant is the backend.
+        assert!(with("[knowledge.qdrant]\nurl = \"ftp://unused\"").is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_qdrant_backend_opens_and_reports_an_unreachable_server() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let c = with(&format!(
+            "[knowledge]\nbackend = \"qdrant\"\n[knowledge.qdrant]\nurl = \"http://127.0.0.1:{port}\""
+        ))
+        .unwrap();
+        let store = open_store(&c.knowledge).unwrap();
+        let e = store.count("kb", &Filter::default()).await.unwrap_err();
+        assert!(
+            matches!(&e, KnowledgeError::Backend(m) if m.contains("unreachable") && m.contains(&port.to_string())),
+            "{e:?}"
+        );
+    }
 }
