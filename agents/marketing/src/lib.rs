@@ -93,6 +93,7 @@ impl Agent for MarketingAgent {
             phrases::PHRASES,
             &tools,
         )
+        .with_templates(templates::specs())
     }
 
     async fn handle(
@@ -100,7 +101,7 @@ impl Agent for MarketingAgent {
         ctx: &AgentContext<'_>,
         slots: &mut MarketingSlots,
     ) -> Result<AgentReply, AgentError> {
-        let t = Texts::new(ctx.language);
+        let t = Texts::for_turn(ctx);
         if let Some(subscribe) = slots.pending_newsletter.take() {
             return Ok(self.confirm_newsletter(ctx, slots, subscribe, &t).await);
         }

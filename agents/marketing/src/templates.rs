@@ -3,14 +3,32 @@
 //! Every product, price and option in a text comes from a `search_products` result, and every
 //! promotion from a `kb_search` passage: nothing is invented here.
 
-use fenliu_agent::Language;
+use fenliu_agent::settings::TemplateOverrides;
+use fenliu_agent::{AgentContext, Language, TemplateSpec};
 use fenliu_tools_commerce::marketing::ProductHit;
 
 use crate::query::chinese_name;
 
+/// The texts operators may replace in `config/agents/marketing.toml`.
+pub(crate) fn specs() -> Vec<TemplateSpec> {
+    vec![
+        TemplateSpec::new("ask_need", &[], "asks what the customer is looking for"),
+        TemplateSpec::new(
+            "nothing_found",
+            &["categories"],
+            "no product matches the request (`categories`: what the shop carries)",
+        ),
+        TemplateSpec::new("no_promotion_found", &[], "no current promotion matches"),
+        TemplateSpec::new("subscribed", &[], "the newsletter subscription was turned on"),
+        TemplateSpec::new("unsubscribed", &[], "the newsletter subscription was turned off"),
+        TemplateSpec::new("escalating", &[], "a person takes over"),
+    ]
+}
+
 /// Texts in one language.
 pub(crate) struct Texts {
     zh: bool,
+    overrides: TemplateOverrides,
 }
 
 fn money(amount: f64) -> String {
@@ -33,8 +51,9 @@ fn options(hit: &ProductHit) -> String {
 }
 
 impl Texts {
-    pub(crate) fn new(language: Language) -> Self {
-        Self { zh: language == Language::Zh }
+    /// The texts of this turn: its language, and the operator's overrides.
+    pub(crate) fn for_turn(ctx: &AgentContext<'_>) -> Self {
+        Self { zh: ctx.language == Language::Zh, overrides: ctx.overrides() }
     }
 
     fn pick(&self, en: String, zh: String) -> String {
@@ -80,6 +99,9 @@ impl Texts {
 
     pub(crate) fn nothing_found(&self, categories: &[String]) -> String {
         let list = categories.join(", ");
+        if let Some(text) = self.overrides.text("nothing_found", &[("categories", &list)]) {
+            return text;
+        }
         self.pick(
             format!(
                 "I couldn't find anything in our catalogue that matches. We carry products in \
@@ -90,6 +112,9 @@ impl Texts {
     }
 
     pub(crate) fn ask_need(&self) -> String {
+        if let Some(text) = self.overrides.text("ask_need", &[]) {
+            return text;
+        }
         self.pick(
             "Happy to help you choose! What kind of product are you looking for, and do you have \
              a budget? (For example: \"headphones under $400\".)"
@@ -110,6 +135,9 @@ impl Texts {
     }
 
     pub(crate) fn no_promotion_found(&self) -> String {
+        if let Some(text) = self.overrides.text("no_promotion_found", &[]) {
+            return text;
+        }
         self.pick(
             "I couldn't find a current promotion that answers this. Anything running is listed \
              in our newsletter and on the promotions page."
@@ -146,6 +174,9 @@ impl Texts {
     }
 
     pub(crate) fn subscribed(&self) -> String {
+        if let Some(text) = self.overrides.text("subscribed", &[]) {
+            return text;
+        }
         self.pick(
             "Done: you're subscribed to our newsletter. You can unsubscribe at any time.".into(),
             "已为您订阅会员通讯，可随时退订。".into(),
@@ -153,6 +184,9 @@ impl Texts {
     }
 
     pub(crate) fn unsubscribed(&self) -> String {
+        if let Some(text) = self.overrides.text("unsubscribed", &[]) {
+            return text;
+        }
         self.pick(
             "Done: you're unsubscribed from our newsletter. It takes effect within 2 business \
              days; order and delivery e-mails still arrive."
@@ -194,6 +228,9 @@ impl Texts {
     }
 
     pub(crate) fn escalating(&self) -> String {
+        if let Some(text) = self.overrides.text("escalating", &[]) {
+            return text;
+        }
         self.pick(
             "I'm passing this to a colleague who can help further; they'll reply here shortly."
                 .into(),

@@ -102,6 +102,7 @@ impl Agent for OrderAgent {
             phrases::PHRASES,
             &[GetOrder::NAME, ListOrders::NAME, CancelOrder::NAME, ChangeOrderAddress::NAME],
         )
+        .with_templates(templates::specs())
     }
 
     async fn handle(
@@ -109,7 +110,7 @@ impl Agent for OrderAgent {
         ctx: &AgentContext<'_>,
         slots: &mut OrderSlots,
     ) -> Result<AgentReply, AgentError> {
-        let t = Texts::new(ctx.language);
+        let t = Texts::for_turn(ctx);
         let message = ctx.message;
 
         if let Some(id) = extract_order_id(message) {

@@ -2,13 +2,34 @@
 //!
 //! Every fact in a text comes from a tool result; nothing is invented here.
 
-use fenliu_agent::Language;
+use fenliu_agent::settings::TemplateOverrides;
+use fenliu_agent::{AgentContext, Language, TemplateSpec};
 use fenliu_tools_commerce::tools::OrderSummary;
 use fenliu_tools_commerce::{Address, Order, OrderStatus, PaymentEventKind};
+
+/// The texts operators may replace in `config/agents/order.toml`.
+pub(crate) fn specs() -> Vec<TemplateSpec> {
+    vec![
+        TemplateSpec::new(
+            "ask_order_id",
+            &["recent"],
+            "asks for the order number (`recent`: the customer's recent orders, may be empty)",
+        ),
+        TemplateSpec::new(
+            "status",
+            &["order_id", "items", "status", "tracking", "estimated_delivery"],
+            "an order's status (`tracking` and `estimated_delivery` may be empty)",
+        ),
+        TemplateSpec::new("not_found", &["order_id"], "the order is not on the customer's account"),
+        TemplateSpec::new("cancelled", &["order_id", "refunded"], "a pending order was cancelled"),
+        TemplateSpec::new("escalating", &[], "a person takes over"),
+    ]
+}
 
 /// Texts in one language.
 pub(crate) struct Texts {
     zh: bool,
+    overrides: TemplateOverrides,
 }
 
 fn money(amount: f64) -> String {
@@ -16,8 +37,9 @@ fn money(amount: f64) -> String {
 }
 
 impl Texts {
-    pub(crate) fn new(language: Language) -> Self {
-        Self { zh: language == Language::Zh }
+    /// The texts of this turn: its language, and the operator's overrides.
+    pub(crate) fn for_turn(ctx: &AgentContext<'_>) -> Self {
+        Self { zh: ctx.language == Language::Zh, overrides: ctx.overrides() }
     }
 
     fn pick(&self, en: String, zh: String) -> String {
@@ -51,6 +73,26 @@ impl Texts {
             .iter()
             .flat_map(|f| f.tracking_ids.iter().map(move |t| format!("{} {t}", f.carrier)))
             .collect();
+        let shown_tracking = if order.status == OrderStatus::Cancelled {
+            String::new()
+        } else {
+            tracking.join(if self.zh { "，" } else { ", " })
+        };
+        if let Some(text) = self.overrides.text(
+            "status",
+            &[
+                ("order_id", &order.id),
+                ("items", &self.items(order)),
+                ("status", &self.status_name(order.status)),
+                ("tracking", &shown_tracking),
+                (
+                    "estimated_delivery",
+                    &order.estimated_delivery.map(|d| d.to_string()).unwrap_or_default(),
+                ),
+            ],
+        ) {
+            return text;
+        }
         if !tracking.is_empty() && order.status != OrderStatus::Cancelled {
             en.push_str(&format!(" Tracking: {}.", tracking.join(", ")));
             zh.push_str(&format!("物流单号：{}。", tracking.join("，")));
@@ -229,6 +271,10 @@ impl Texts {
             .take(5)
             .map(|o| format!("{} ({})", o.id, self.status_name(o.status)))
             .collect();
+        let recent = listed.join(if self.zh { "，" } else { ", " });
+        if let Some(text) = self.overrides.text("ask_order_id", &[("recent", &recent)]) {
+            return text;
+        }
         match (listed.is_empty(), self.zh) {
             (true, false) => {
                 "Which order is it about? Please give the order number, e.g. #W1234567.".into()
@@ -314,6 +360,12 @@ impl Texts {
     }
 
     pub(crate) fn cancelled(&self, order: &Order) -> String {
+        if let Some(text) = self
+            .overrides
+            .text("cancelled", &[("order_id", &order.id), ("refunded", &money(order.refunded()))])
+        {
+            return text;
+        }
         self.pick(
             format!(
                 "Done: order {} is cancelled and {} is being refunded to the original payment method (gift cards immediately, other methods within 5-7 business days).",
@@ -337,6 +389,9 @@ impl Texts {
 
     pub(crate) fn not_found(&self, order_id: &str) -> String {
         let id = if order_id.is_empty() { "that order" } else { order_id };
+        if let Some(text) = self.overrides.text("not_found", &[("order_id", &id)]) {
+            return text;
+        }
         self.pick(
             format!(
                 "I can't find {id} on your account, so I can't share any details about it or change it. \
@@ -351,6 +406,9 @@ impl Texts {
     }
 
     pub(crate) fn escalating(&self) -> String {
+        if let Some(text) = self.overrides.text("escalating", &[]) {
+            return text;
+        }
         self.pick(
             "I'm passing this to a colleague who can help further; they will see everything we've discussed.".into(),
             "我将为您转接人工客服，同事会看到我们之前的全部沟通内容。".into(),

@@ -217,3 +217,30 @@ async fn promotions_without_the_knowledge_base_go_to_faq() {
     );
     assert!(calls.is_empty());
 }
+
+#[tokio::test]
+async fn operator_templates_replace_the_newsletter_texts() {
+    let (_, tools) = setup().await;
+    let settings = "[templates.zh]\nsubscribed = \"订阅成功！\"";
+    let run = |message: &'static str, slots: serde_json::Value| {
+        let tools = tools.clone();
+        async move {
+            fenliu_agent::test_utils::run_turn_with_settings(
+                &MarketingAgent::new(),
+                &tools,
+                &customer(ALICE_ZH, Language::Zh),
+                message,
+                &[],
+                slots,
+                settings,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (reply, slots, _) = run("帮我订阅会员通讯", serde_json::Value::Null).await;
+    assert!(matches!(reply, AgentReply::AskSlot { .. }), "{reply:?}");
+    let (reply, _, calls) = run("确认", slots).await;
+    assert_eq!(calls, ["set_newsletter_subscription"]);
+    assert_eq!(reply.customer_text(), Some("订阅成功！"));
+}

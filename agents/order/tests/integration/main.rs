@@ -242,3 +242,26 @@ async fn another_customers_order_address_is_never_changed() {
     assert!(!calls.iter().any(|c| c == "change_order_address"), "{calls:?}");
     assert_eq!(store.order("#W2000001").await.unwrap().unwrap().address, before);
 }
+
+#[tokio::test]
+async fn operator_templates_replace_the_status_text() {
+    let (_, tools) = setup().await;
+    let (reply, _, calls) = fenliu_agent::test_utils::run_turn_with_settings(
+        &OrderAgent::new(),
+        &tools,
+        &customer("alice"),
+        "where is my order W1000003",
+        &[],
+        serde_json::Value::Null,
+        "[templates.en]\nstatus = \"Parcel {order_id}: {status}; tracking {tracking}; eta {estimated_delivery}.\"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(calls, ["get_order"]);
+    let text = reply.customer_text().unwrap();
+    assert!(
+        text.starts_with("Parcel #W1000003: shipped and on its way; tracking UPS TRK5; eta "),
+        "{text}"
+    );
+    assert!(!text.contains('{'), "{text}");
+}
