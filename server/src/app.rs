@@ -5,6 +5,7 @@
 //! | `POST` | `/v1/messages` | one customer message → the AI front line's reply |
 //! | `GET` | `/healthz` | liveness |
 //! | `PUT`, `GET`, `POST` | `/v1/dispatch/…` | the human-agent console ([`crate::console`]) |
+//! | `GET`, `POST` | `/v1/tickets/…` | staff: department ticket queues ([`crate::tickets`]) |
 //! | `POST` | `/v1/chat/completions` | the local chat model, OpenAI wire protocol (when served) |
 //! | `POST` | `/v1/embeddings` | the sentence embedder, OpenAI wire protocol |
 //!
@@ -197,12 +198,15 @@ pub fn router(runtime: Runtime, config: &ServerConfig) -> Router {
     };
     let handoff = Handoff::new(config.handoff.clone());
     let console = crate::console::routes(handoff.clone(), config.max_body_bytes);
+    let tickets =
+        crate::tickets::routes(runtime.orchestrator.conversations().clone(), config.max_body_bytes);
     let state = Arc::new(AppState { runtime, max_body_bytes: config.max_body_bytes, handoff });
     Router::new()
         .route("/v1/messages", post(post_message))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
         .merge(console)
+        .merge(tickets)
         .merge(crate::openai_api::routes(served))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower::limit::ConcurrencyLimitLayer::new(config.max_concurrent_requests))

@@ -86,6 +86,8 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// The human dispatcher escalations are queued in (`[server.handoff]`).
     pub handoff: crate::handoff::HandoffConfig,
+    /// The ticket SLA sweep and notification delivery timers (`[server.tickets]`).
+    pub tickets: crate::tickets::TicketsConfig,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
             handoff: crate::handoff::HandoffConfig::default(),
+            tickets: crate::tickets::TicketsConfig::default(),
         }
     }
 }
@@ -277,6 +280,7 @@ impl Config {
             _ => {}
         }
         self.knowledge.validate().map_err(ConfigError::Invalid)?;
+        self.server.tickets.validate().map_err(ConfigError::Invalid)?;
         self.router.validate().map_err(ConfigError::Invalid)
     }
 }

@@ -6,6 +6,8 @@
 //!   (and the one list of built-in agents, [`runtime::agents`]);
 //! - [`app`]: the HTTP API (axum);
 //! - [`console`]: the human-agent console's endpoints on the dispatcher;
+//! - [`tickets`]: staff endpoints for department ticket queues, the SLA sweep and the delivery of
+//!   ticket notifications into customers' conversations;
 //! - [`handoff`]: queueing escalations in the human dispatcher, with the customer's wait estimate;
 //! - [`knowledge`]: the knowledge base (`[knowledge]`, seeding, `fenliu ingest` and `fenliu kb`)
 //!   and [`bench_knowledge`];
@@ -26,3 +28,4 @@ pub mod handoff;
 pub mod knowledge;
 pub mod openai_api;
 pub mod runtime;
+pub mod tickets;

@@ -173,6 +173,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.server.bind))?;
     tracing::info!(addr = %listener.local_addr()?, "fenliu is serving");
+    // The ticket SLA sweep and the delivery of ticket notifications, on their timers.
+    let _tickets = fenliu_server::tickets::spawn_background(
+        runtime.orchestrator.conversations().clone(),
+        config.server.tickets.clone(),
+    );
     axum::serve(listener, fenliu_server::app::router(runtime, &config.server))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -5,6 +5,7 @@
 
 mod eval;
 mod knowledge;
+mod tickets;
 
 use std::path::PathBuf;
 use std::process::Stdio;
