@@ -845,6 +845,38 @@ mod tests {
     }
 
     #[test]
+    fn departments_events_and_notifications() {
+        for d in Department::ALL {
+            assert_eq!(Department::parse(d.as_str()), Some(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+        assert_eq!(Department::parse("after-sales"), Some(Department::AfterSales));
+        for bad in ["", "marketing", "AFTER_SALES", "after_sales'--"] {
+            assert_eq!(Department::parse(bad), None, "{bad:?}");
+        }
+        for k in TicketEventKind::ALL {
+            assert_eq!(TicketEventKind::parse(k.as_str()), Some(k));
+        }
+        let mut n = TicketNotification {
+            id: 1,
+            ticket_id: "T-000007".into(),
+            customer_id: "alice".into(),
+            conversation_id: "c".into(),
+            kind: TicketNotificationKind::Status,
+            status: TicketStatus::WaitingForCustomer,
+            department: Department::AfterSales,
+            created_at: Utc::now(),
+            attempts: 1,
+        };
+        assert!(n.message("en").contains("T-000007") && n.message("en").contains("your reply"));
+        assert!(n.message("zh").contains("等待您的回复"));
+        n.kind = TicketNotificationKind::Transferred;
+        n.department = Department::Logistics;
+        assert!(n.message("en").contains("logistics"));
+        assert!(n.message("ZH").contains("物流"));
+    }
+
+    #[test]
     fn address_validation() {
         let mut a = Address {
             line1: "1 Main St".into(),
