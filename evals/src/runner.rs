@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use fenliu_agent::policy::ModelDrivenPolicy;
+use fenliu_agent::settings::{LiveSettings, SettingsSet};
 use fenliu_agent::{CustomerRef, CustomerTier, DynAgent, DynChatModel, Language, Route};
 use fenliu_knowledge::DynEmbedder;
 use fenliu_orchestrator::training::RouterArtifact;
@@ -50,6 +52,11 @@ pub struct System {
     pub router_model: Option<Arc<dyn DynChatModel>>,
     /// Chat models per agent id.
     pub agent_models: BTreeMap<String, Arc<dyn DynChatModel>>,
+    /// Agents (by id) that run the model-driven policy with their model in `agent_models`
+    /// (the server's `[agents.<id>] policy`); the others run their deterministic code.
+    pub agent_policies: BTreeMap<String, ModelDrivenPolicy>,
+    /// The operators' per-agent settings files (thresholds, allow-lists, phrases, templates).
+    pub agent_settings: SettingsSet,
     /// The shop every conversation starts from.
     pub shop: ShopData,
     /// The tools of a conversation; [`System::commerce_tools`] by default.
@@ -75,6 +82,8 @@ impl System {
             limits: TurnLimits::default(),
             router_model: None,
             agent_models: BTreeMap::new(),
+            agent_policies: BTreeMap::new(),
+            agent_settings: SettingsSet::empty(),
             shop,
             tools: Self::commerce_tools(now),
         }
@@ -122,7 +131,7 @@ impl System {
         let registry = self.registry()?;
         let mut supervisor = Supervisor::new(
             self.embedder.clone(),
-            &registry.training_phrases(),
+            &registry.training_phrases_with(&self.agent_settings),
             registry.route_descriptions(),
             self.artifact.clone(),
             self.router.clone(),
@@ -157,7 +166,10 @@ impl System {
             orchestrator = orchestrator
                 .with_agent_model(agent, Arc::new(Metered::new(model.clone(), meter.clone())));
         }
-        Ok(orchestrator)
+        for (agent, policy) in &self.agent_policies {
+            orchestrator = orchestrator.with_agent_policy(agent, policy.clone());
+        }
+        Ok(orchestrator.with_settings(Arc::new(LiveSettings::new(self.agent_settings.clone()))))
     }
 }
 

@@ -22,7 +22,9 @@ use fenliu_tools_commerce::marketing::{ProductCatalog, marketing_tools};
 use fenliu_tools_commerce::{DynPreferenceStore, ShopData};
 
 use crate::config::Config;
-use crate::runtime::{agents, chat_models, load_embedder, registry};
+use crate::runtime::{
+    agent_policies, agent_settings, agents, chat_models, load_embedder, registry,
+};
 
 /// The demo shop's reference time: the ticket tools' clock in evals, so warranty windows and
 /// SLA due times are the same on every day the eval runs.
@@ -167,6 +169,36 @@ async fn select_models(config: &Config, args: &EvalArgs) -> anyhow::Result<Model
     Ok(models)
 }
 
+/// The model-driven policies of `[agents.<id>] policy` for an eval whose agents have `models`.
+/// With `--model none` no agent has a model, so every agent runs its deterministic policy (said
+/// on stderr); otherwise a model-driven agent without a model stops the eval, as it stops `serve`.
+pub fn eval_policies(
+    config: &Config,
+    model: &str,
+    models: &BTreeMap<String, Arc<dyn DynChatModel>>,
+) -> anyhow::Result<Vec<(String, fenliu_agent::policy::ModelDrivenPolicy)>> {
+    if model == "none" {
+        let driven: Vec<&str> = config
+            .agents
+            .iter()
+            .filter(|(_, a)| a.policy == crate::config::AgentPolicy::ModelDriven)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !driven.is_empty() {
+            eprintln!(
+                "--model none: {} run(s) the deterministic policy (model_driven needs a model)",
+                driven.join(", ")
+            );
+        }
+        return Ok(Vec::new());
+    }
+    let policies = agent_policies(config, &agents(), |id| models.contains_key(id))?;
+    for (id, _) in &policies {
+        eprintln!("agent `{id}`: model-driven policy ([agents.{id}] policy)");
+    }
+    Ok(policies)
+}
+
 /// Runs the datasets, prints the metrics table and writes the JSON, Markdown and HTML reports.
 pub async fn eval(config: &Config, args: &EvalArgs) -> anyhow::Result<Report> {
     let shop_dir = config.shop.seed_dir.clone().unwrap_or_else(|| PathBuf::from("data/demo"));
@@ -192,6 +224,9 @@ pub async fn eval(config: &Config, args: &EvalArgs) -> anyhow::Result<Report> {
     system.limits = config.limits.clone();
     system.router_model = models.router.clone();
     system.agent_models = models.agents.clone();
+    system.agent_policies =
+        eval_policies(config, &args.model, &models.agents)?.into_iter().collect();
+    system.agent_settings = agent_settings(config, &registry()?)?;
     let routes = system.routes();
 
     let data = if args.data.is_empty() {
@@ -282,4 +317,36 @@ pub fn compare_reports(args: &CompareArgs) -> anyhow::Result<bool> {
         print!("{}", c.table());
     }
     Ok(c.passed())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::config::{AgentConfig, AgentPolicy};
+    use fenliu_models::openai::{OpenAiCompatible, OpenAiConfig};
+
+    fn model() -> Arc<dyn DynChatModel> {
+        Arc::new(OpenAiCompatible::new(OpenAiConfig::new("http://127.0.0.1:9/v1", "m")).unwrap())
+    }
+
+    #[test]
+    fn eval_honours_agent_policies() {
+        let mut config = Config::default();
+        config.agents.insert("order".into(), AgentConfig { policy: AgentPolicy::ModelDriven });
+        config.agents.insert("faq".into(), AgentConfig { policy: AgentPolicy::Deterministic });
+        let with_model: BTreeMap<String, Arc<dyn DynChatModel>> =
+            [("order".to_owned(), model()), ("faq".to_owned(), model())].into();
+        let policies = eval_policies(&config, "config", &with_model).unwrap();
+        assert_eq!(policies.len(), 1);
+        assert_eq!(policies[0].0, "order");
+        assert!(policies[0].1.confirm_tools.contains(&"cancel_order".to_owned()));
+        assert!(!policies[0].1.confirm_tools.contains(&"get_order".to_owned()));
+        // --model none: no agent has a model, so nothing is model-driven.
+        assert!(eval_policies(&config, "none", &BTreeMap::new()).unwrap().is_empty());
+        // A model-driven agent without a model stops the eval with the key named.
+        let err = eval_policies(&config, "config", &BTreeMap::new()).unwrap_err().to_string();
+        assert!(err.contains("agents.order.policy"), "{err}");
+    }
 }
