@@ -18,9 +18,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use fenliu_agent::policy::ModelDrivenPolicy;
@@ -106,18 +108,43 @@ impl OrderStore for ReadOnlyShop {
     }
 }
 
+/// The answer to a `get_order` result: the order's status and its carriers' tracking numbers,
+/// read from the tool result (so a test can tell the shop's data went through the model).
+fn answer_from_tool(result: &str) -> String {
+    let order: Value = serde_json::from_str(result).unwrap_or(Value::Null);
+    let tracking: Vec<String> = order["fulfillments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| {
+            let carrier = f["carrier"].as_str().unwrap_or_default().to_owned();
+            f["tracking_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_str())
+                .map(move |t| format!("{carrier} {t}"))
+        })
+        .collect();
+    match (order["id"].as_str(), order["status"].as_str()) {
+        (Some(id), Some(status)) if !tracking.is_empty() => {
+            format!("Order {id} is {status}; tracking: {}.", tracking.join(", "))
+        }
+        (Some(id), Some(status)) => format!("Order {id} is {status}."),
+        _ => "I couldn't look that order up.".to_owned(),
+    }
+}
+
 /// The script of one turn, decided from the request alone (so any number of conversations can
 /// share one model): a routing request gets `order`, a request whose last message is a tool
-/// result gets the answer, anything else gets a `get_order` call for the order id in the message.
-fn scripted_answer(structured: bool, last_is_tool: bool, user_text: &str) -> (Value, bool) {
+/// result gets the answer from it, anything else gets a `get_order` call for the order id in the
+/// message.
+fn scripted_answer(structured: bool, tool_result: Option<&str>, user_text: &str) -> (Value, bool) {
     if structured {
         return (json!({"content": "{\"route\":\"order\",\"confidence\":0.93}"}), false);
     }
-    if last_is_tool {
-        return (
-            json!({"content": "Your order is on its way; tracking details are above."}),
-            false,
-        );
+    if let Some(result) = tool_result {
+        return (json!({"content": answer_from_tool(result)}), false);
     }
     let id = fenliu_tools_commerce::find_order_id(user_text).unwrap_or_default();
     (json!({"tool": "get_order", "arguments": json!({"order_id": id}).to_string()}), true)
@@ -132,8 +159,11 @@ impl ChatModel for ScriptModel {
     }
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ModelError> {
         let structured = matches!(request.response_format, ResponseFormat::JsonSchema { .. });
-        let last_is_tool =
-            request.messages.last().is_some_and(|m| m.role == fenliu_agent::ChatRole::Tool);
+        let tool_result = request
+            .messages
+            .last()
+            .filter(|m| m.role == fenliu_agent::ChatRole::Tool)
+            .map(|m| m.content.as_str());
         let user = request
             .messages
             .iter()
@@ -141,7 +171,7 @@ impl ChatModel for ScriptModel {
             .find(|m| m.role == fenliu_agent::ChatRole::User)
             .map(|m| m.content.as_str())
             .unwrap_or_default();
-        let (answer, tool) = scripted_answer(structured, last_is_tool, user);
+        let (answer, tool) = scripted_answer(structured, tool_result, user);
         let mut message = ChatMessage::assistant(answer["content"].as_str().unwrap_or_default());
         if tool {
             message.tool_calls.push(ToolCallRequest {
@@ -159,11 +189,38 @@ impl ChatModel for ScriptModel {
     }
 }
 
+/// What the mock OpenAI-compatible server has answered.
+#[derive(Debug, Default)]
+pub struct MockStats {
+    /// Chat completion requests.
+    pub requests: AtomicUsize,
+    /// Requests that offered tools (an agent's model-driven policy, not the router).
+    pub with_tools: AtomicUsize,
+}
+
+/// The OpenAI-compatible mock of the benchmark (`POST /v1/chat/completions`), counting on
+/// `stats`: routes every message to `order`, calls `get_order` for the order id in the customer's
+/// message, and answers with the status and tracking numbers from the tool result. Tests use it
+/// as a hosted model over loopback HTTP.
+pub fn mock_openai(stats: Arc<MockStats>) -> Router {
+    Router::new().route("/v1/chat/completions", post(mock_completions)).with_state(stats)
+}
+
 /// The same script behind `POST /v1/chat/completions`, in OpenAI's wire format.
-async fn mock_completions(Json(body): Json<Value>) -> Json<Value> {
+async fn mock_completions(
+    State(stats): State<Arc<MockStats>>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    if body["tools"].as_array().is_some_and(|t| !t.is_empty()) {
+        stats.with_tools.fetch_add(1, Ordering::Relaxed);
+    }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let structured = body.get("response_format").is_some_and(|f| f["type"] == "json_schema");
-    let last_is_tool = messages.last().is_some_and(|m| m["role"] == "tool");
+    let tool_result = messages
+        .last()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned());
     let user = messages
         .iter()
         .rev()
@@ -171,7 +228,7 @@ async fn mock_completions(Json(body): Json<Value>) -> Json<Value> {
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .to_owned();
-    let (answer, tool) = scripted_answer(structured, last_is_tool, &user);
+    let (answer, tool) = scripted_answer(structured, tool_result.as_deref(), &user);
     let message = if tool {
         json!({"role": "assistant", "content": null, "tool_calls": [{
             "id": "call_1", "type": "function",
@@ -334,7 +391,7 @@ pub async fn bench_turns(args: &BenchTurnsArgs) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = Router::new().route("/v1/chat/completions", post(mock_completions));
+    let app = mock_openai(Arc::new(MockStats::default()));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let mut http_config = OpenAiConfig::new(format!("http://{addr}/v1"), "bench");
     http_config.timeout = Duration::from_secs(60);

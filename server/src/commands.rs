@@ -47,8 +47,9 @@ pub async fn train(config: &Config, args: &TrainArgs) -> anyhow::Result<()> {
         examples.extend(rows);
     }
     let registry = registry()?;
-    let phrases = phrase_examples(&registry.training_phrases());
-    eprintln!("agents' and built-in phrases: {} examples", phrases.len());
+    let settings = crate::runtime::agent_settings(config, &registry)?;
+    let phrases = phrase_examples(&registry.training_phrases_with(&settings));
+    eprintln!("agents' (with config/agents) and built-in phrases: {} examples", phrases.len());
     examples.extend(phrases);
 
     let embedder = if args.no_embed { None } else { Some(load_embedder(config)?) };

@@ -48,6 +48,8 @@ pub struct Config {
     /// Per-agent settings (`[agents.<id>]`), by agent id; checked against the registered agents
     /// at start.
     pub agents: BTreeMap<String, AgentConfig>,
+    /// The operators' per-agent settings files, reloaded while running (`[agent_settings]`).
+    pub agent_settings: crate::agent_settings::AgentSettingsConfig,
 }
 
 /// Settings of one agent (`[agents.<id>]`).
@@ -281,6 +283,7 @@ impl Config {
         }
         self.knowledge.validate().map_err(ConfigError::Invalid)?;
         self.server.tickets.validate().map_err(ConfigError::Invalid)?;
+        self.agent_settings.validate().map_err(ConfigError::Invalid)?;
         self.router.validate().map_err(ConfigError::Invalid)
     }
 }
@@ -339,6 +342,24 @@ mod tests {
         assert!(err.contains("yolo") && err.contains("model_driven"), "{err}");
         let err = with("[agents.order]\npolicyy = \"model_driven\"").unwrap_err().to_string();
         assert!(err.contains("policyy"), "{err}");
+    }
+
+    #[test]
+    fn agent_settings_keys_are_checked() {
+        let c = with("").unwrap();
+        assert_eq!(c.agent_settings.dir, PathBuf::from("config/agents"));
+        assert!(c.agent_settings.watch);
+        let c =
+            with("[agent_settings]\ndir = \"/etc/fenliu/agents\"\nwatch = false\npoll_ms = 200")
+                .unwrap();
+        assert_eq!(c.agent_settings.dir, PathBuf::from("/etc/fenliu/agents"));
+        assert!(!c.agent_settings.watch);
+        let err = with("[agent_settings]\npoll_ms = 1").unwrap_err().to_string();
+        assert!(err.contains("agent_settings.poll_ms"), "{err}");
+        let err = with("[agent_settings]\ndir = \"\"").unwrap_err().to_string();
+        assert!(err.contains("agent_settings.dir"), "{err}");
+        let err = with("[agent_settings]\nwatch = \"yes\"").unwrap_err().to_string();
+        assert!(err.contains("watch"), "{err}");
     }
 
     #[test]

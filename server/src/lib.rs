@@ -2,6 +2,7 @@
 //!
 //! This crate owns everything that faces the outside world:
 //! - [`config`]: layered configuration (defaults → `fenliu.toml` → `FENLIU__SECTION__KEY`);
+//! - [`agent_settings`]: the per-agent settings files, loaded at start and reloaded on change;
 //! - [`runtime`]: assembling store, models, tools, agents and the orchestrator from configuration
 //!   (and the one list of built-in agents, [`runtime::agents`]);
 //! - [`app`]: the HTTP API (axum);
@@ -17,6 +18,7 @@
 //!
 //! Nothing depends on this crate.
 
+pub mod agent_settings;
 pub mod app;
 pub mod bench_knowledge;
 pub mod bench_turns;

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use fenliu_agent::policy::ModelDrivenPolicy;
+use fenliu_agent::settings::SettingsSet;
 use fenliu_agent::{CustomerRef, CustomerTier, DynAgent, DynChatModel, Language};
 use fenliu_knowledge::DynEmbedder;
 use fenliu_models::{LocalGemma, LocalGemmaOptions, MiniLmEmbedder, MiniLmOptions, ModelRegistry};
@@ -109,12 +110,29 @@ pub fn load_embedder(config: &Config) -> anyhow::Result<Arc<dyn DynEmbedder>> {
     Ok(Arc::new(MiniLmEmbedder::load(&model_dir, MiniLmOptions::default())?))
 }
 
+/// The per-agent settings files of `[agent_settings]`, validated against the registry's agents.
+pub fn agent_settings(config: &Config, registry: &AgentRegistry) -> anyhow::Result<SettingsSet> {
+    crate::agent_settings::load(&config.agent_settings, &registry.descriptors())
+}
+
 /// The supervisor: the trained artefact from `router.model` when configured, the agents'
-/// phrases for the k-NN fallback, and the route descriptions for the LLM stage.
+/// phrases (with the settings files' extra phrases) for the k-NN fallback, and the route
+/// descriptions for the LLM stage.
 pub async fn build_supervisor(
     config: &Config,
     registry: &AgentRegistry,
     embedder: Arc<dyn DynEmbedder>,
+) -> anyhow::Result<Supervisor> {
+    let settings = agent_settings(config, registry)?;
+    build_supervisor_with(config, registry, embedder, &settings).await
+}
+
+/// [`build_supervisor`] with settings already loaded.
+pub async fn build_supervisor_with(
+    config: &Config,
+    registry: &AgentRegistry,
+    embedder: Arc<dyn DynEmbedder>,
+    settings: &SettingsSet,
 ) -> anyhow::Result<Supervisor> {
     let artifact = match &config.router.model {
         Some(path) if !path.as_os_str().is_empty() => Some(RouterArtifact::load(path).context(
@@ -125,7 +143,7 @@ pub async fn build_supervisor(
     };
     Ok(Supervisor::new(
         embedder,
-        &registry.training_phrases(),
+        &registry.training_phrases_with(settings),
         registry.route_descriptions(),
         artifact,
         config.router.clone(),
@@ -166,6 +184,8 @@ pub struct Runtime {
     pub embedder: Arc<dyn DynEmbedder>,
     /// The local chat model, when `models.serve_chat` is on (served on `/v1/chat/completions`).
     pub local_chat: Option<Arc<dyn DynChatModel>>,
+    /// The per-agent settings files in force and the status of their last reload.
+    pub settings: crate::agent_settings::SettingsHandle,
 }
 
 impl Runtime {
@@ -207,7 +227,16 @@ impl Runtime {
         let registry = registry()?;
         let models = chat_models(config, &registry).await?;
         let policies = agent_policies(config, &agents(), |id| models.for_role(id).is_some())?;
-        let mut supervisor = build_supervisor(config, &registry, embedder.clone()).await?;
+        let seen = crate::agent_settings::fingerprint(&config.agent_settings.dir);
+        let initial = agent_settings(config, &registry)?;
+        let mut supervisor =
+            build_supervisor_with(config, &registry, embedder.clone(), &initial).await?;
+        let settings = crate::agent_settings::start(
+            &config.agent_settings,
+            registry.descriptors(),
+            initial,
+            seen,
+        );
         if let Some(router_model) = models.for_role(ModelRegistry::ROUTER) {
             supervisor = supervisor.with_llm(router_model);
         }
@@ -235,10 +264,12 @@ impl Runtime {
                 None => o,
             }
         });
-        let orchestrator =
-            policies.into_iter().fold(orchestrator, |o, (id, p)| o.with_agent_policy(&id, p));
+        let orchestrator = policies
+            .into_iter()
+            .fold(orchestrator, |o, (id, p)| o.with_agent_policy(&id, p))
+            .with_settings(settings.live.clone());
         info!(elapsed_ms = started.elapsed().as_millis() as u64, "runtime ready");
-        Ok(Self { orchestrator, orders, knowledge, embedder, local_chat })
+        Ok(Self { orchestrator, orders, knowledge, embedder, local_chat, settings })
     }
 
     /// The authenticated customer, as agents see them.

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agent_settings;
 mod eval;
 mod knowledge;
 mod tickets;
