@@ -121,7 +121,7 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { epochs: 12, learning_rate: 0.5, l2: 1e-5, seed: 7 }
+        Self { epochs: 60, learning_rate: 0.5, l2: 1e-5, seed: 7 }
     }
 }
 

@@ -49,6 +49,10 @@ pub struct RouterConfig {
     pub temperature: f32,
     /// Neighbours that vote in the k-NN fallback.
     pub k: usize,
+    /// Whether the embedding stage judges mostly-Chinese messages. Off for the shipped English-only
+    /// MiniLM (those messages are routed by the n-gram model and the LLM stage); turn it on with a
+    /// multilingual embedder.
+    pub semantic_cjk: bool,
     /// The trained router artefact (`fenliu train`), loaded by the server at start; `None` routes
     /// with the k-NN fallback only.
     pub model: Option<std::path::PathBuf>,
@@ -64,6 +68,7 @@ impl Default for RouterConfig {
             switch_confidence: 0.75,
             temperature: 0.05,
             k: 7,
+            semantic_cjk: false,
             model: Some(std::path::PathBuf::from("data/router/default.json")),
         }
     }
@@ -97,7 +102,11 @@ impl RouterConfig {
     }
 
     fn thresholds(&self) -> CascadeThresholds {
-        CascadeThresholds { lexical: self.lexical_threshold, semantic: self.semantic_threshold }
+        CascadeThresholds {
+            lexical: self.lexical_threshold,
+            semantic: self.semantic_threshold,
+            semantic_cjk: self.semantic_cjk,
+        }
     }
 }
 
@@ -331,8 +340,17 @@ impl Supervisor {
                 format!("n-gram model at {conf:.2}"),
             ));
         }
-        let (semantic, note) = self.semantic(message).await?;
+        // Stage 2 only where the embedding can judge the message (see `embedding_covers`);
+        // elsewhere an empty ranking leaves the decision to stage 1 and the LLM stage.
+        let (semantic, note) = if lexical.is_none()
+            || crate::training::embedding_covers(message, self.config.semantic_cjk)
+        {
+            self.semantic(message).await?
+        } else {
+            (Vec::new(), "the embedding stage does not read this language".to_owned())
+        };
         let decided = match &lexical {
+            Some(lex) if semantic.is_empty() => cascade(lex, None, self.config.thresholds()),
             Some(lex) => cascade(lex, Some(&semantic), self.config.thresholds()),
             None => semantic
                 .first()
@@ -359,6 +377,7 @@ impl Supervisor {
         // Nobody is sure: the best guess from the combined evidence, whose confidence the abstain
         // check will judge.
         let ranked = match &lexical {
+            Some(lex) if semantic.is_empty() => lex.clone(),
             Some(lex) => crate::training::combine(lex, &semantic),
             None => semantic,
         };

@@ -280,12 +280,29 @@ pub struct CascadeThresholds {
     pub lexical: f32,
     /// Stage 2 decides at or above this confidence (or when it agrees with stage 1).
     pub semantic: f32,
+    /// Whether the sentence embedding judges mostly-Chinese messages (see [`embedding_covers`]).
+    #[serde(default)]
+    pub semantic_cjk: bool,
 }
 
 impl Default for CascadeThresholds {
     fn default() -> Self {
-        Self { lexical: 0.9, semantic: 0.8 }
+        Self { lexical: 0.9, semantic: 0.8, semantic_cjk: false }
     }
+}
+
+/// Whether stage 2 may judge `text`. The shipped embedder (MiniLM) learned English only and gives
+/// unrelated Chinese sentences near-identical vectors, so unless `semantic_cjk` says the
+/// embedder is multilingual, a message with more Chinese characters than Latin-script words is
+/// routed on the n-gram model (which reads Chinese through character n-grams) and the LLM stage.
+pub fn embedding_covers(text: &str, semantic_cjk: bool) -> bool {
+    if semantic_cjk {
+        return true;
+    }
+    let cjk = text.chars().filter(|c| fenliu_agent::conversation::is_cjk(*c)).count();
+    let latin_words =
+        text.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| w.len() >= 2).count();
+    cjk <= latin_words
 }
 
 /// Combines the two stages' calibrated distributions as independent evidence: their product,
@@ -435,7 +452,11 @@ pub fn cross_validate(
         for i in test {
             let lex = fitted.lexical.predict(&examples[i].text);
             let sem = match (&fitted.semantic, embeddings) {
-                (Some(m), Some(emb)) => Some(m.predict(&SemanticHead::vector(&emb[i]))),
+                (Some(m), Some(emb))
+                    if embedding_covers(&examples[i].text, thresholds.semantic_cjk) =>
+                {
+                    Some(m.predict(&SemanticHead::vector(&emb[i])))
+                }
                 _ => None,
             };
             let (route, stage) = match cascade(&lex, sem.as_deref(), thresholds) {

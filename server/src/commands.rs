@@ -92,6 +92,7 @@ pub async fn train(config: &Config, args: &TrainArgs) -> anyhow::Result<()> {
     let thresholds = CascadeThresholds {
         lexical: config.router.lexical_threshold,
         semantic: config.router.semantic_threshold,
+        semantic_cjk: config.router.semantic_cjk,
     };
     let spinner = ProgressBar::new_spinner().with_message(match folds {
         Some(k) => format!("cross-validating ({k} folds) and training"),
