@@ -98,7 +98,7 @@ pub struct Metrics {
     pub routed_turns: usize,
     /// Routing accuracy.
     pub accuracy: Option<f64>,
-    /// Macro-averaged F1 over the routes that occur in labels or predictions.
+    /// Macro-averaged F1 over the routes the set labels (support > 0).
     pub macro_f1: Option<f64>,
     /// Per-route precision, recall, F1.
     pub per_route: BTreeMap<Route, Prf>,
@@ -274,8 +274,13 @@ pub fn compute(records: &[ConversationRecord]) -> Metrics {
             let col: usize = m.confusion.values().filter_map(|r| r.get(&route)).sum();
             m.per_route.insert(route, Prf::from_counts(tp, col - tp, row - tp));
         }
+        // Averaged over the routes the set labels: a route that only appears as a wrong
+        // prediction already costs the labelled routes' recall, and counting it again as an F1 of
+        // zero made one slip in a single-route set (all out-of-scope, say) halve its macro-F1.
+        let labelled: Vec<f64> =
+            m.per_route.values().filter(|p| p.support > 0).map(|p| p.f1).collect();
         m.macro_f1 =
-            Some(m.per_route.values().map(|p| p.f1).sum::<f64>() / m.per_route.len() as f64);
+            (!labelled.is_empty()).then(|| labelled.iter().sum::<f64>() / labelled.len() as f64);
         // Only where out-of-scope messages are labelled: a set without any says nothing about
         // detecting them (its false alarms show in the confusions).
         m.out_of_scope = m.per_route.get(&Route::OUT_OF_SCOPE).copied().filter(|p| p.support > 0);
@@ -377,6 +382,20 @@ mod tests {
         assert_eq!(m.stage_mix["lexical"], 4);
         let f1 = (2.0 / 3.0 + 2.0 / 3.0 + 1.0) / 3.0;
         assert!((m.macro_f1.unwrap() - f1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn macro_f1_averages_the_labelled_routes_only() {
+        // A single-route set with one slip: the stray prediction lowers the labelled route's
+        // recall, and does not count a second time as a route with F1 0.
+        let records = vec![
+            record("a", vec![turn(Route::OUT_OF_SCOPE, Route::OUT_OF_SCOPE, false)], None),
+            record("b", vec![turn(Route::OUT_OF_SCOPE, Route::ORDER, false)], None),
+        ];
+        let m = compute(&records);
+        let oos_f1 = 2.0 * 1.0 * 0.5 / 1.5;
+        assert!((m.macro_f1.unwrap() - oos_f1).abs() < 1e-9, "{:?}", m.macro_f1);
+        assert_eq!(m.per_route[&Route::ORDER].f1, 0.0);
     }
 
     #[test]
