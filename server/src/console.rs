@@ -7,6 +7,7 @@
 //! | `GET` | `/v1/dispatch/items/{id}` | a queued or held conversation, with its wait estimate |
 //! | `POST` | `/v1/dispatch/items/{id}/accept` | the person accepts the offer |
 //! | `POST` | `/v1/dispatch/items/{id}/decline` | the person declines it (offered to someone else) |
+//! | `POST` | `/v1/dispatch/items/{id}/transfer` | the person hands it to another route with a note (it re-queues keeping its SLA clocks, package and history) |
 //! | `POST` | `/v1/dispatch/items/{id}/complete` | the person closes it (wrap-up follows) |
 //!
 //! Offers are made by the dispatcher's tick, which the hand-off runs every second. Errors use the
@@ -17,6 +18,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use fenliu_agent::Route;
 use fenliu_dispatch::{
     AgentId, AgentStatus, Capacity, DispatchBackend, DispatchError, Event, HumanAgent, ItemId,
     Outcome, Skills, WaitEstimate, WorkItem,
@@ -37,6 +39,7 @@ pub fn routes(handoff: Handoff, max_body_bytes: usize) -> Router {
         .route("/v1/dispatch/items/{id}", get(get_item))
         .route("/v1/dispatch/items/{id}/accept", post(accept))
         .route("/v1/dispatch/items/{id}/decline", post(decline))
+        .route("/v1/dispatch/items/{id}/transfer", post(transfer))
         .route("/v1/dispatch/items/{id}/complete", post(complete))
         .with_state(Console { handoff, max_body_bytes })
 }
@@ -77,6 +80,21 @@ pub struct ActorBody {
     /// The person.
     pub agent_id: String,
 }
+
+/// Handing an accepted item to another route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    /// The person who holds it.
+    pub agent_id: String,
+    /// The route whose people should take it over (e.g. `complaint`).
+    pub route: String,
+    /// Context for the next person (1–2,000 characters).
+    pub note: String,
+}
+
+/// Longest transfer note.
+const MAX_NOTE_CHARS: usize = 2_000;
 
 /// Closing an item.
 #[derive(Debug, Deserialize)]
@@ -229,6 +247,30 @@ async fn decline(
     let agent = AgentId(id(&body(&c, b)?.agent_id)?);
     let backend = c.handoff.backend().await.map_err(ApiError::Internal)?;
     let events = backend.decline(&item, &agent).await.map_err(dispatch_error)?;
+    Ok(Json(EventsResponse { events }))
+}
+
+async fn transfer(
+    State(c): State<Console>,
+    Path(raw): Path<String>,
+    b: Body<TransferBody>,
+) -> Result<Json<EventsResponse>, ApiError> {
+    let item = ItemId(id(&raw)?);
+    let b = body(&c, b)?;
+    let agent = AgentId(id(&b.agent_id)?);
+    let route = Route::new(b.route.clone()).map_err(|e| ApiError::Invalid {
+        code: "invalid_request",
+        message: format!("route: {e}"),
+    })?;
+    let note = b.note.trim();
+    if note.is_empty() || note.chars().count() > MAX_NOTE_CHARS {
+        return Err(ApiError::Invalid {
+            code: "invalid_request",
+            message: format!("note is required, at most {MAX_NOTE_CHARS} characters"),
+        });
+    }
+    let backend = c.handoff.backend().await.map_err(ApiError::Internal)?;
+    let events = backend.transfer(&item, &agent, route, note).await.map_err(dispatch_error)?;
     Ok(Json(EventsResponse { events }))
 }
 

@@ -324,6 +324,104 @@ async fn escalations_are_queued_for_a_person_with_a_wait_estimate() {
     assert!(s._dir.path().join("dispatch.sqlite").exists(), "the queue is persisted");
 }
 
+/// Polls the console until the dispatcher's tick has offered `item` to `who`; returns the item.
+async fn wait_offered(s: &Server, item: &str, who: &str) -> serde_json::Value {
+    let url = format!("{}/v1/dispatch/items/{item}", s.base);
+    for _ in 0..50 {
+        let body: serde_json::Value =
+            s.client.get(&url).send().await.unwrap().json().await.unwrap_or_default();
+        if body["item"]["state"]["state"] == "offered" && body["item"]["state"]["agent"] == who {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{item} was never offered to {who}");
+}
+
+#[tokio::test]
+async fn a_person_transfers_a_conversation_to_another_team_with_a_note() {
+    let s = Server::start().await;
+    let url = |path: &str| format!("{}/v1/dispatch/{path}", s.base);
+    let send = |req: reqwest::RequestBuilder| async move {
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null))
+    };
+    let person = |routes: serde_json::Value| {
+        json!({
+            "name": "p", "skills": {"routes": routes, "languages": {"en": 5}, "products": {}},
+            "capacity": {"chat": 2, "call": 0, "email": 0}
+        })
+    };
+    assert_eq!(
+        send(s.client.put(url("agents/ann")).json(&person(json!({"human": 4})))).await.0,
+        200
+    );
+    assert_eq!(
+        send(s.client.post(url("agents/ann/status")).json(&json!({"status": "online"}))).await.0,
+        200
+    );
+    let item =
+        s.say("james_li_5688", "agent please", None).await.handoff.expect("queued").queue_item;
+    wait_offered(&s, &item, "ann").await;
+    let accept = url(&format!("items/{item}/accept"));
+    assert_eq!(send(s.client.post(&accept).json(&json!({"agent_id": "ann"}))).await.0, 200);
+
+    let transfer = url(&format!("items/{item}/transfer"));
+    let note = "VIP customer, refund promised by phone; needs the complaint team";
+    // Hostile transfers change nothing: not the holder, no note, a bad route, an unknown item.
+    for (body, want) in [
+        (json!({"agent_id": "bob", "route": "complaint", "note": note}), (409, "not_holder")),
+        (json!({"agent_id": "ann", "route": "complaint", "note": "  "}), (422, "invalid_request")),
+        (
+            json!({"agent_id": "ann", "route": "Not A Route!", "note": note}),
+            (422, "invalid_request"),
+        ),
+        (
+            json!({"agent_id": "ann", "route": "complaint", "note": "x".repeat(2_001)}),
+            (422, "invalid_request"),
+        ),
+    ] {
+        let (status, got) = send(s.client.post(&transfer).json(&body)).await;
+        assert_eq!((status, got["error"]["code"].as_str().unwrap_or("")), want, "{body} → {got}");
+    }
+    let (status, got) = send(
+        s.client
+            .post(url("items/nope/transfer"))
+            .json(&json!({"agent_id": "ann", "route": "complaint", "note": note})),
+    )
+    .await;
+    assert_eq!((status, got["error"]["code"].as_str()), (404, Some("unknown_item")), "{got}");
+
+    let (status, got) = send(
+        s.client
+            .post(&transfer)
+            .json(&json!({"agent_id": "ann", "route": "complaint", "note": note})),
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["events"][0]["event"], "transferred", "{got}");
+    // The complaint team's person gets it, with the note and the route it came from.
+    assert_eq!(
+        send(s.client.put(url("agents/cai")).json(&person(json!({"complaint": 5})))).await.0,
+        200
+    );
+    assert_eq!(
+        send(s.client.post(url("agents/cai/status")).json(&json!({"status": "online"}))).await.0,
+        200
+    );
+    let body = wait_offered(&s, &item, "cai").await;
+    assert_eq!(body["item"]["route"], "complaint", "{body}");
+    let history = body["item"]["transfers"].to_string();
+    assert!(history.contains(note) && history.contains("ann"), "{history}");
+    // Ann no longer holds it: she cannot transfer or close it again.
+    let (status, _) = send(
+        s.client.post(&transfer).json(&json!({"agent_id": "ann", "route": "order", "note": note})),
+    )
+    .await;
+    assert_eq!(status, 409);
+}
+
 #[tokio::test]
 async fn a_person_takes_an_escalation_through_the_console_and_hostile_calls_are_refused() {
     let s = Server::start().await;
