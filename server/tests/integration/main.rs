@@ -324,6 +324,13 @@ async fn escalations_are_queued_for_a_person_with_a_wait_estimate() {
     assert!(s._dir.path().join("dispatch.sqlite").exists(), "the queue is persisted");
 }
 
+/// Sends a console request; returns the status and the JSON body (null when it has none).
+async fn send(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// Polls the console until the dispatcher's tick has offered `item` to `who`; returns the item.
 async fn wait_offered(s: &Server, item: &str, who: &str) -> serde_json::Value {
     let url = format!("{}/v1/dispatch/items/{item}", s.base);
@@ -342,11 +349,6 @@ async fn wait_offered(s: &Server, item: &str, who: &str) -> serde_json::Value {
 async fn a_person_transfers_a_conversation_to_another_team_with_a_note() {
     let s = Server::start().await;
     let url = |path: &str| format!("{}/v1/dispatch/{path}", s.base);
-    let send = |req: reqwest::RequestBuilder| async move {
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null))
-    };
     let person = |routes: serde_json::Value| {
         json!({
             "name": "p", "skills": {"routes": routes, "languages": {"en": 5}, "products": {}},
@@ -426,11 +428,6 @@ async fn a_person_transfers_a_conversation_to_another_team_with_a_note() {
 async fn a_person_takes_an_escalation_through_the_console_and_hostile_calls_are_refused() {
     let s = Server::start().await;
     let url = |path: &str| format!("{}/v1/dispatch/{path}", s.base);
-    let send = |req: reqwest::RequestBuilder| async move {
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null))
-    };
     let ann = json!({
         "name": "Ann",
         "skills": {"routes": {"human": 4, "complaint": 3}, "languages": {"en": 5}, "products": {}},

@@ -10,13 +10,7 @@ use fenliu_store_sql::SqlStore;
 use fenliu_tools_commerce::ticket_tools::extract_ticket_id;
 use serde_json::{Value, json};
 
-use super::{Server, called, play};
-
-async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json::<Value>().await.unwrap_or(Value::Null))
-}
+use super::{Server, called, play, send};
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
