@@ -3,7 +3,6 @@
 //! # Layout
 //! - `tokenizer`: the SentencePiece tokenizer rebuilt from the GGUF metadata.
 //! - `model`: the transformer (Q8_0 weights, shared rotary tables, bounded context, KV cache).
-//! - `q8`: Q8_0 matrices and their dot-product kernels (AVX-512 VNNI, portable fallback).
 //! - `sampling`: greedy / temperature + top-p with a seeded generator.
 //! - this file: [`LocalGemma`], the chat template, generation with stop sequences, streaming on a
 //!   blocking thread, usage accounting.
@@ -41,8 +40,6 @@
 //! did 1,039 prompt / 72 decode tokens/s: our decode is 0.46× and prompt processing 0.1× of it.
 //! The tied 262,144-row output projection (178 MB of Q8_0 read per token) takes about half of
 //! each decode step; llama.cpp multiplies the original (smaller) quantised rows directly.
-//! These figures predate the AVX-512 VNNI kernel (`q8`) and the file's own Q8_0 embedding; they
-//! are to be re-measured against llama.cpp, interleaved, before being replaced.
 //! The KV cache adds 18 layers × 2 × 256 floats per position (~37 KB).
 //!
 //! Generation runs on a rayon pool of [`LocalGemmaOptions::threads`] threads — 1 by default
@@ -52,7 +49,6 @@
 //! `CANDLE_NUM_THREADS` to bound it as well.
 
 mod model;
-mod q8;
 mod sampling;
 mod tokenizer;
 
@@ -243,7 +239,7 @@ impl LocalGemma {
     pub fn load(path: &Path, options: LocalGemmaOptions) -> Result<Self, ModelLoadError> {
         let started = Instant::now();
         let invalid = |reason: String| ModelLoadError::Invalid { path: path.to_owned(), reason };
-        // `unsafe` is denied outside the SIMD kernel, so no mmap: tensors are read one at a time through a
+        // `unsafe_code` is forbidden, so no mmap: tensors are read one at a time through a
         // buffered file and converted, so the 253 MB file is never resident as a whole.
         let file = std::fs::File::open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ModelLoadError::Missing { path: path.to_owned() },
@@ -284,7 +280,6 @@ impl LocalGemma {
             threads,
             context = model.context(),
             weight_mb = model.weight_bytes() / (1 << 20),
-            kernel = q8::kernel_name(),
             load_ms = started.elapsed().as_millis() as u64,
             "local gemma loaded"
         );

@@ -2,15 +2,13 @@
 //!
 //! Read candle-transformers' `quantized_gemma3` to learn the architecture; this module differs on
 //! purpose:
-//! - **Every weight matrix is Q8_0** ([`Q8Matrix`]): the file's Q8_0 tensors (the embedding)
-//!   as they are, the others (Q5_0, Q4_K, Q6_K) re-quantised once at load. They are multiplied by
-//!   our own kernels (`q8`: AVX-512 VNNI where the CPU has it, portable Rust otherwise), one
-//!   weight row against up to four activation rows per pass. The file's Q5_0 tensors have no
-//!   SIMD kernel in candle 0.11, candle's Q8_0 kernel is AVX2 only, and candle's quantised matmul
-//!   runs on a process-wide thread pool sized once from `CANDLE_NUM_THREADS`; ours runs on the
-//!   caller's rayon pool, so the thread count is a per-model option.
-//! - **The embedding stays quantised** (the file's Q8_0, rows dequantised on lookup) and doubles
-//!   as the tied output projection; candle dequantises it to 671 MB of f32.
+//! - **Every weight matrix is re-quantised to Q8_0 at load** and multiplied by our own kernel
+//!   (candle's AVX2 `vec_dot` per output row). The file's Q5_0 tensors have no SIMD kernel in
+//!   candle 0.11, and candle's quantised matmul runs on a process-wide thread pool sized once from
+//!   `CANDLE_NUM_THREADS`; our kernel runs on the caller's rayon pool, so the thread count is a
+//!   per-model option.
+//! - **The embedding stays quantised** (Q8_0, rows dequantised on lookup) and doubles as the tied
+//!   output projection; candle dequantises it to 671 MB of f32.
 //! - **Two rotary tables shared by all layers** (local and global frequency), sized to the bounded
 //!   context, instead of one 131,072-position table per layer.
 //! - **Sliding-window layers are masked during decoding too** (candle only masks the prompt).
@@ -22,11 +20,10 @@
 
 use std::borrow::Cow;
 
-use candle_core::quantized::{GgmlDType, QStorage, QTensor, gguf_file};
+use candle_core::quantized::k_quants::{BlockQ8_0, GgmlType};
+use candle_core::quantized::{QStorage, QTensor, gguf_file};
 use candle_core::{DType, Device, IndexOp, Result, Tensor};
 use rayon::prelude::*;
-
-use super::q8::{Q8Matrix, QK, QRows};
 
 /// Rows of a weight matrix per rayon task: enough work to amortise scheduling, small enough to
 /// balance two threads on the 640-row matrices.
@@ -36,16 +33,18 @@ const ROWS_PER_TASK: usize = 32;
 /// (the 262,144-row embedding would otherwise need 671 MB at once).
 const CONVERT_ROWS: usize = 8192;
 
-/// A weight matrix `out × in` in Q8_0 blocks (see [`Q8Matrix`]).
+/// A weight matrix `out × in` in Q8_0 blocks, row-major.
 pub(crate) struct QLinear {
-    w: Q8Matrix,
+    rows: usize,
+    cols: usize,
+    blocks: Vec<BlockQ8_0>,
 }
 
 impl QLinear {
     fn from_qtensor(qt: &QTensor, name: &str) -> Result<Self> {
         let (rows, cols) = qt.shape().dims2()?;
-        if !cols.is_multiple_of(QK) {
-            candle_core::bail!("{name}: row length {cols} is not a multiple of {QK}");
+        if !cols.is_multiple_of(32) {
+            candle_core::bail!("{name}: row length {cols} is not a multiple of 32");
         }
         let dtype = qt.dtype();
         let bytes = qt.data()?;
@@ -53,57 +52,66 @@ impl QLinear {
         if bytes.len() != rows * row_bytes {
             candle_core::bail!("{name}: {} bytes for {rows}×{cols} {dtype:?}", bytes.len());
         }
-        let bad = |e: String| candle_core::Error::Msg(format!("{name}: {e}"));
-        if dtype == GgmlDType::Q8_0 {
-            // Already Q8_0 (the embedding): taken as it is, no second rounding.
-            return Ok(Self { w: Q8Matrix::from_ggml_q8_0(rows, cols, &bytes).map_err(bad)? });
-        }
-        let mut w = Q8Matrix::from_ggml_q8_0(0, cols, &[]).map_err(bad)?;
-        for src in bytes.chunks(CONVERT_ROWS * row_bytes) {
+        let kb = cols / 32;
+        let mut blocks = vec![BlockQ8_0::zeros(); rows * kb];
+        for (src, dst) in
+            bytes.chunks(CONVERT_ROWS * row_bytes).zip(blocks.chunks_mut(CONVERT_ROWS * kb))
+        {
             let n = src.len() / row_bytes;
             let storage = QStorage::from_data(Cow::Borrowed(src), &Device::Cpu, dtype)?;
-            let values = QTensor::new(storage, (n, cols))?.dequantize(&Device::Cpu)?;
-            let q8 = QTensor::quantize(&values, GgmlDType::Q8_0)?;
-            w.extend_ggml_q8_0(&q8.data()?).map_err(bad)?;
+            let values: Vec<f32> = QTensor::new(storage, (n, cols))?
+                .dequantize(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1()?;
+            BlockQ8_0::from_float(&values, dst);
         }
-        Ok(Self { w })
+        Ok(Self { rows, cols, blocks })
     }
 
     /// `x` is `(m, in)`; returns `(m, out)`. Runs on the current rayon pool.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (m, k) = x.dims2()?;
-        if k != self.w.cols() {
-            candle_core::bail!("matmul: input width {k}, weight width {}", self.w.cols());
+        if k != self.cols {
+            candle_core::bail!("matmul: input width {k}, weight width {}", self.cols);
         }
+        let kb = k / 32;
         let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let xq = QRows::quantize(&xs, k);
-        let rows = self.w.rows();
+        let mut xq = vec![BlockQ8_0::zeros(); m * kb];
+        for (row, dst) in xs.chunks(k).zip(xq.chunks_mut(kb)) {
+            BlockQ8_0::from_float(row, dst);
+        }
         // Output laid out `(out, m)` so each task writes one contiguous slice; each weight row is
-        // read once and meets every input row while it is in registers.
-        let mut out = vec![0f32; rows * m];
+        // read once and stays in L1 while it meets every input row.
+        let mut out = vec![0f32; self.rows * m];
         out.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(task, chunk)| {
-            self.w.dot_rows(task * ROWS_PER_TASK, &xq, chunk);
+            let first = task * ROWS_PER_TASK;
+            for (r, row_out) in chunk.chunks_mut(m).enumerate() {
+                let w = &self.blocks[(first + r) * kb..(first + r + 1) * kb];
+                for (o, xrow) in row_out.iter_mut().zip(xq.chunks(kb)) {
+                    *o = BlockQ8_0::vec_dot(k, w, xrow);
+                }
+            }
         });
-        let out = Tensor::from_vec(out, (rows, m), &Device::Cpu)?;
-        if m == 1 { out.reshape((1, rows)) } else { out.t()?.contiguous() }
+        let out = Tensor::from_vec(out, (self.rows, m), &Device::Cpu)?;
+        if m == 1 { out.reshape((1, self.rows)) } else { out.t()?.contiguous() }
     }
 
     /// Dequantised rows `ids`, as `(ids.len(), in)`.
     fn rows_f32(&self, ids: &[u32]) -> Result<Tensor> {
-        let cols = self.w.cols();
-        let mut out = vec![0f32; ids.len() * cols];
-        for (&id, dst) in ids.iter().zip(out.chunks_mut(cols)) {
+        let kb = self.cols / 32;
+        let mut out = vec![0f32; ids.len() * self.cols];
+        for (&id, dst) in ids.iter().zip(out.chunks_mut(self.cols)) {
             let id = id as usize;
-            if id >= self.w.rows() {
-                candle_core::bail!("token id {id} outside the vocabulary of {}", self.w.rows());
+            if id >= self.rows {
+                candle_core::bail!("token id {id} outside the vocabulary of {}", self.rows);
             }
-            self.w.dequantize_row(id, dst);
+            BlockQ8_0::to_float(&self.blocks[id * kb..(id + 1) * kb], dst);
         }
-        Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
+        Tensor::from_vec(out, (ids.len(), self.cols), &Device::Cpu)
     }
 
     fn bytes(&self) -> usize {
-        self.w.bytes()
+        self.blocks.len() * std::mem::size_of::<BlockQ8_0>()
     }
 }
 
@@ -268,7 +276,7 @@ impl Gemma3 {
 
     /// Vocabulary size (rows of the embedding).
     pub(crate) fn vocab_size(&self) -> usize {
-        self.embed.w.rows()
+        self.embed.rows
     }
 
     /// Bytes held by the weight matrices.
@@ -385,6 +393,7 @@ impl Gemma3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::quantized::GgmlDType;
 
     #[test]
     fn q8_matmul_matches_f32() {
