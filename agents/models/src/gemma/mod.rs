@@ -49,6 +49,7 @@
 //! `CANDLE_NUM_THREADS` to bound it as well.
 
 mod model;
+mod q8;
 mod sampling;
 mod tokenizer;
 
@@ -280,6 +281,7 @@ impl LocalGemma {
             threads,
             context = model.context(),
             weight_mb = model.weight_bytes() / (1 << 20),
+            kernel = q8::Kernel::detect().name(),
             load_ms = started.elapsed().as_millis() as u64,
             "local gemma loaded"
         );

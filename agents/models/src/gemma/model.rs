@@ -2,12 +2,14 @@
 //!
 //! Read candle-transformers' `quantized_gemma3` to learn the architecture; this module differs on
 //! purpose:
-//! - **Every weight matrix is re-quantised to Q8_0 at load** and multiplied by our own kernel
-//!   (candle's AVX2 `vec_dot` per output row). The file's Q5_0 tensors have no SIMD kernel in
-//!   candle 0.11, and candle's quantised matmul runs on a process-wide thread pool sized once from
-//!   `CANDLE_NUM_THREADS`; our kernel runs on the caller's rayon pool, so the thread count is a
-//!   per-model option.
-//! - **The embedding stays quantised** (Q8_0, rows dequantised on lookup) and doubles as the tied
+//! - **Every weight matrix is Q8_0** ([`Q8Matrix`]): the file's Q8_0 tensors (the embedding) as
+//!   they are, the others (Q5_0, Q4_K, Q6_K) re-quantised once at load, and multiplied by our own
+//!   kernel (`q8`: AVX2 four rows at a time where the CPU has it, portable Rust otherwise). The
+//!   file's Q5_0 tensors have no SIMD kernel in candle 0.11, candle's Q8_0 kernel takes one row at
+//!   a time and converts two f16 scales per block, and candle's quantised matmul runs on a
+//!   process-wide thread pool sized once from `CANDLE_NUM_THREADS`; ours runs on the caller's
+//!   rayon pool, so the thread count is a per-model option.
+//! - **The embedding stays quantised** (rows dequantised on lookup) and doubles as the tied
 //!   output projection; candle dequantises it to 671 MB of f32.
 //! - **Two rotary tables shared by all layers** (local and global frequency), sized to the bounded
 //!   context, instead of one 131,072-position table per layer.
@@ -20,31 +22,22 @@
 
 use std::borrow::Cow;
 
-use candle_core::quantized::k_quants::{BlockQ8_0, GgmlType};
-use candle_core::quantized::{QStorage, QTensor, gguf_file};
+use candle_core::quantized::{GgmlDType, QStorage, QTensor, gguf_file};
 use candle_core::{DType, Device, IndexOp, Result, Tensor};
-use rayon::prelude::*;
 
-/// Rows of a weight matrix per rayon task: enough work to amortise scheduling, small enough to
-/// balance two threads on the 640-row matrices.
-const ROWS_PER_TASK: usize = 32;
+use super::q8::{Q8Matrix, QK};
 
-/// Rows dequantised at a time while converting a tensor, bounding the transient f32 buffer
-/// (the 262,144-row embedding would otherwise need 671 MB at once).
+/// Rows dequantised at a time while converting a tensor, bounding the transient f32 buffer.
 const CONVERT_ROWS: usize = 8192;
 
-/// A weight matrix `out × in` in Q8_0 blocks, row-major.
-pub(crate) struct QLinear {
-    rows: usize,
-    cols: usize,
-    blocks: Vec<BlockQ8_0>,
-}
+/// A weight matrix `out × in` in Q8_0 (see [`Q8Matrix`]).
+pub(crate) struct QLinear(Q8Matrix);
 
 impl QLinear {
     fn from_qtensor(qt: &QTensor, name: &str) -> Result<Self> {
         let (rows, cols) = qt.shape().dims2()?;
-        if !cols.is_multiple_of(32) {
-            candle_core::bail!("{name}: row length {cols} is not a multiple of 32");
+        if !cols.is_multiple_of(QK) {
+            candle_core::bail!("{name}: row length {cols} is not a multiple of {QK}");
         }
         let dtype = qt.dtype();
         let bytes = qt.data()?;
@@ -52,66 +45,53 @@ impl QLinear {
         if bytes.len() != rows * row_bytes {
             candle_core::bail!("{name}: {} bytes for {rows}×{cols} {dtype:?}", bytes.len());
         }
-        let kb = cols / 32;
-        let mut blocks = vec![BlockQ8_0::zeros(); rows * kb];
-        for (src, dst) in
-            bytes.chunks(CONVERT_ROWS * row_bytes).zip(blocks.chunks_mut(CONVERT_ROWS * kb))
-        {
+        if dtype == GgmlDType::Q8_0 {
+            return Q8Matrix::from_q8_0_bytes(rows, cols, &bytes)
+                .map(Self)
+                .ok_or_else(|| candle_core::Error::Msg(format!("{name}: malformed Q8_0 data")));
+        }
+        let mut matrix = Q8Matrix::with_capacity(rows, cols)
+            .ok_or_else(|| candle_core::Error::Msg(format!("{name}: empty rows")))?;
+        for src in bytes.chunks(CONVERT_ROWS * row_bytes) {
             let n = src.len() / row_bytes;
             let storage = QStorage::from_data(Cow::Borrowed(src), &Device::Cpu, dtype)?;
             let values: Vec<f32> = QTensor::new(storage, (n, cols))?
                 .dequantize(&Device::Cpu)?
                 .flatten_all()?
                 .to_vec1()?;
-            BlockQ8_0::from_float(&values, dst);
+            matrix.push_rows(&values);
         }
-        Ok(Self { rows, cols, blocks })
+        Ok(Self(matrix))
     }
 
     /// `x` is `(m, in)`; returns `(m, out)`. Runs on the current rayon pool.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (m, k) = x.dims2()?;
-        if k != self.cols {
-            candle_core::bail!("matmul: input width {k}, weight width {}", self.cols);
+        if k != self.0.cols() {
+            candle_core::bail!("matmul: input width {k}, weight width {}", self.0.cols());
         }
-        let kb = k / 32;
         let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let mut xq = vec![BlockQ8_0::zeros(); m * kb];
-        for (row, dst) in xs.chunks(k).zip(xq.chunks_mut(kb)) {
-            BlockQ8_0::from_float(row, dst);
-        }
-        // Output laid out `(out, m)` so each task writes one contiguous slice; each weight row is
-        // read once and stays in L1 while it meets every input row.
-        let mut out = vec![0f32; self.rows * m];
-        out.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(task, chunk)| {
-            let first = task * ROWS_PER_TASK;
-            for (r, row_out) in chunk.chunks_mut(m).enumerate() {
-                let w = &self.blocks[(first + r) * kb..(first + r + 1) * kb];
-                for (o, xrow) in row_out.iter_mut().zip(xq.chunks(kb)) {
-                    *o = BlockQ8_0::vec_dot(k, w, xrow);
-                }
-            }
-        });
-        let out = Tensor::from_vec(out, (self.rows, m), &Device::Cpu)?;
-        if m == 1 { out.reshape((1, self.rows)) } else { out.t()?.contiguous() }
+        let rows = self.0.rows();
+        let out = Tensor::from_vec(self.0.matmul_t(&xs, m), (rows, m), &Device::Cpu)?;
+        if m == 1 { out.reshape((1, rows)) } else { out.t()?.contiguous() }
     }
 
     /// Dequantised rows `ids`, as `(ids.len(), in)`.
     fn rows_f32(&self, ids: &[u32]) -> Result<Tensor> {
-        let kb = self.cols / 32;
-        let mut out = vec![0f32; ids.len() * self.cols];
-        for (&id, dst) in ids.iter().zip(out.chunks_mut(self.cols)) {
+        let cols = self.0.cols();
+        let mut out = vec![0f32; ids.len() * cols];
+        for (&id, dst) in ids.iter().zip(out.chunks_mut(cols)) {
             let id = id as usize;
-            if id >= self.rows {
-                candle_core::bail!("token id {id} outside the vocabulary of {}", self.rows);
+            if id >= self.0.rows() {
+                candle_core::bail!("token id {id} outside the vocabulary of {}", self.0.rows());
             }
-            BlockQ8_0::to_float(&self.blocks[id * kb..(id + 1) * kb], dst);
+            self.0.row_f32(id, dst);
         }
-        Tensor::from_vec(out, (ids.len(), self.cols), &Device::Cpu)
+        Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
     }
 
     fn bytes(&self) -> usize {
-        self.blocks.len() * std::mem::size_of::<BlockQ8_0>()
+        self.0.bytes()
     }
 }
 
@@ -148,10 +128,10 @@ pub(crate) struct Config {
     pub(crate) trained_context: usize,
 }
 
-/// Per-layer keys and values of the positions seen so far, `(1, n_kv_head, len, head_dim)`.
+/// Per-layer keys and values of the positions seen so far.
 #[derive(Default)]
 pub(crate) struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerCache>>,
     len: usize,
 }
 
@@ -159,6 +139,53 @@ impl KvCache {
     /// Positions cached so far.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+}
+
+/// One layer's keys and values, `(n_kv_head, capacity, head_dim)`, filled up to the cache's
+/// length. Grown by doubling, so appending a position copies only the new one.
+struct LayerCache {
+    k: Tensor,
+    v: Tensor,
+    capacity: usize,
+}
+
+/// Positions a layer cache starts with.
+const MIN_CACHE: usize = 64;
+
+impl LayerCache {
+    /// Writes `k`/`v` (`(n_kv_head, seq, head_dim)`) at `start` and returns views of the first
+    /// `start + seq` positions.
+    fn append(
+        slot: &mut Option<Self>,
+        k: &Tensor,
+        v: &Tensor,
+        start: usize,
+        context: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let (n_kv, seq, d) = k.dims3()?;
+        let end = start + seq;
+        if slot.as_ref().is_none_or(|c| c.capacity < end) {
+            let old = slot.take();
+            let capacity =
+                old.as_ref().map_or(MIN_CACHE, |c| c.capacity * 2).max(end).min(context.max(end));
+            let grown = Self {
+                k: Tensor::zeros((n_kv, capacity, d), DType::F32, &Device::Cpu)?,
+                v: Tensor::zeros((n_kv, capacity, d), DType::F32, &Device::Cpu)?,
+                capacity,
+            };
+            if let Some(old) = old
+                && start > 0
+            {
+                grown.k.slice_set(&old.k.narrow(1, 0, start)?.contiguous()?, 1, 0)?;
+                grown.v.slice_set(&old.v.narrow(1, 0, start)?.contiguous()?, 1, 0)?;
+            }
+            *slot = Some(grown);
+        }
+        let cache = slot.as_ref().ok_or_else(|| candle_core::Error::Msg("kv cache".into()))?;
+        cache.k.slice_set(&k.contiguous()?, 1, start)?;
+        cache.v.slice_set(&v.contiguous()?, 1, start)?;
+        Ok((cache.k.narrow(1, 0, end)?, cache.v.narrow(1, 0, end)?))
     }
 }
 
@@ -276,7 +303,7 @@ impl Gemma3 {
 
     /// Vocabulary size (rows of the embedding).
     pub(crate) fn vocab_size(&self) -> usize {
-        self.embed.rows
+        self.embed.0.rows()
     }
 
     /// Bytes held by the weight matrices.
@@ -349,28 +376,29 @@ impl Gemma3 {
             let k =
                 candle_nn::ops::rms_norm(&heads(&layer.wk, c.n_kv_head)?, &layer.k_norm, c.eps)?;
             let v = heads(&layer.wv, c.n_kv_head)?;
-            let to_bhsd =
-                |t: Tensor| -> Result<Tensor> { t.transpose(0, 1)?.contiguous()?.unsqueeze(0) };
-            let q = candle_nn::rotary_emb::rope(&to_bhsd(q)?, cos, sin)?;
-            let k = candle_nn::rotary_emb::rope(&to_bhsd(k)?, cos, sin)?;
-            let v = to_bhsd(v)?;
-            let (k, v) = match slot.take() {
-                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                None => (k, v),
-            };
-            *slot = Some((k.clone(), v.clone()));
+            // (seq, heads, d) → (heads, seq, d)
+            let to_hsd = |t: Tensor| -> Result<Tensor> { t.transpose(0, 1)?.contiguous() };
+            let q = candle_nn::rotary_emb::rope(&to_hsd(q)?.unsqueeze(0)?, cos, sin)?.squeeze(0)?;
+            let k = candle_nn::rotary_emb::rope(&to_hsd(k)?.unsqueeze(0)?, cos, sin)?.squeeze(0)?;
+            let v = to_hsd(v)?;
+            let (k, v) = LayerCache::append(slot, &k, &v, start, self.context)?;
+            let kv_len = start + seq;
+            // Grouped-query attention without copying keys and values per head: the `rep`
+            // query heads sharing a kv head become `rep × seq` rows against it.
             let rep = c.n_head / c.n_kv_head;
-            let k = candle_transformers::utils::repeat_kv(k, rep)?;
-            let v = candle_transformers::utils::repeat_kv(v, rep)?;
-            let scale = 1.0 / (c.head_dim as f64).sqrt();
-            let mut att = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+            let q = (q.reshape((c.n_kv_head, rep * seq, c.head_dim))?
+                * (1.0 / (c.head_dim as f64).sqrt()))?;
+            let mut att = q.matmul(&k.t()?)?;
             if let Some(mask) = mask {
-                att = att.broadcast_add(mask)?;
+                att = att
+                    .reshape((c.n_kv_head, rep, seq, kv_len))?
+                    .broadcast_add(mask)?
+                    .reshape((c.n_kv_head, rep * seq, kv_len))?;
             }
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let out = att
                 .matmul(&v)?
-                .squeeze(0)?
+                .reshape((c.n_head, seq, c.head_dim))?
                 .transpose(0, 1)?
                 .reshape((seq, c.n_head * c.head_dim))?;
             let out = layer.wo.forward(&out)?;
@@ -393,7 +421,6 @@ impl Gemma3 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::GgmlDType;
 
     #[test]
     fn q8_matmul_matches_f32() {
@@ -413,5 +440,66 @@ mod tests {
         for (g, w) in rows[0].iter().zip(&want_row) {
             assert!((g - w).abs() < 0.02, "{g} vs {w}");
         }
+    }
+
+    /// The real model from `models/` (`scripts/setup.sh`), with its tokenizer.
+    fn real_model() -> (Gemma3, super::super::tokenizer::GemmaTokenizer) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models")
+            .join(super::super::LocalGemma::FILE);
+        let mut reader = std::io::BufReader::new(
+            std::fs::File::open(&path).expect("run scripts/setup.sh to fetch the gemma model"),
+        );
+        let ct = gguf_file::Content::read(&mut reader).unwrap();
+        let tokenizer = super::super::tokenizer::GemmaTokenizer::from_gguf(&ct).unwrap();
+        (Gemma3::load(&ct, &mut reader, 512).unwrap(), tokenizer)
+    }
+
+    /// One forward over a prompt and the same prompt a token at a time (through the cache's
+    /// growth from 64 positions) agree; plain
+    /// English is predictable (a wrong kernel, mask or rotary table makes the loss explode).
+    #[test]
+    fn incremental_decoding_matches_the_prompt_pass_and_english_is_predictable() {
+        let (model, tokenizer) = real_model();
+        let text = "The quick brown fox jumps over the lazy dog. Customer service teams answer \
+            questions about orders, deliveries, refunds and repairs. When a parcel is late, the \
+            customer usually wants to know where it is and when it will arrive. A good answer is \
+            short, polite and accurate, and it tells the customer what happens next. If the \
+            problem cannot be solved at once, the agent opens a ticket and promises a reply.";
+        let mut ids = vec![2u32]; // <bos>
+        ids.extend(tokenizer.encode(text).unwrap());
+        assert!(ids.len() > 70, "{} tokens", ids.len());
+
+        let whole = model.forward(&ids, &mut KvCache::default()).unwrap();
+        let mut cache = KvCache::default();
+        let mut loss = 0f64;
+        let mut last = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            last = model.forward(&[id], &mut cache).unwrap();
+            if let Some(&next) = ids.get(i + 1) {
+                let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let log_z = f64::from(max)
+                    + last.iter().map(|&l| f64::from(l - max).exp()).sum::<f64>().ln();
+                loss += log_z - f64::from(last[next as usize]);
+            }
+        }
+        assert_eq!(cache.len(), ids.len());
+        let mean = loss / (ids.len() - 1) as f64;
+        eprintln!("gemma: mean next-token loss {mean:.3} nats over {} tokens", ids.len() - 1);
+        assert!(mean < 3.5, "mean next-token loss {mean:.2} nats");
+        // Batched and one-at-a-time attention sum in different orders; the Q8_0 re-quantisation
+        // of every layer's input turns such last-bit differences into visible but small noise.
+        let top = |logits: &[f32]| {
+            let mut idx: Vec<usize> = (0..logits.len()).collect();
+            idx.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+            idx.truncate(10);
+            idx
+        };
+        let (a, b) = (top(&whole), top(&last));
+        assert_eq!(a[0], b[0], "greedy choice differs");
+        assert!(a.iter().filter(|i| b.contains(i)).count() >= 8, "top 10: {a:?} vs {b:?}");
+        let scale = whole.iter().fold(0f32, |m, l| m.max(l.abs()));
+        let diff = whole.iter().zip(&last).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff < 0.1 * scale, "max logit difference {diff} (scale {scale})");
     }
 }
