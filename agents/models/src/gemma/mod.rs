@@ -32,21 +32,28 @@
 //!   enums and nested constraints are not validated; callers parse into their own types.
 //!
 //! # Costs
-//! Measured with `fenliu bench models --threads 1 --runs 5` (release build, medians) on the
-//! 2-core machine with one other process busy: load 1.7 s (weights converted to Q8_0 in memory,
-//! tokenizer built from the metadata), 271 MB of weights, ~0.3 GB resident after load; a
-//! 128-token prompt at 101 tokens/s and decoding at 33 tokens/s on 1 thread. llama.cpp
-//! (llama-cpp-python 0.3.36, `scripts/bench_reference.py`) on the same file and thread count
-//! did 1,039 prompt / 72 decode tokens/s: our decode is 0.46× and prompt processing 0.1× of it.
-//! The tied 262,144-row output projection (178 MB of Q8_0 read per token) takes about half of
-//! each decode step; llama.cpp multiplies the original (smaller) quantised rows directly.
-//! The KV cache adds 18 layers × 2 × 256 floats per position (~37 KB).
+//! Measured on the 2-core machine (release build, medians of 5, 128-token prompt, 64 greedy
+//! tokens), interleaved with llama.cpp (llama-cpp-python 0.3.36 built for this CPU with AVX-512,
+//! `scripts/bench_reference.py`) on the same file and thread count:
+//!
+//! | threads | fenliu decode | llama.cpp decode | ratio | fenliu prompt | llama.cpp prompt |
+//! |---|---|---|---|---|---|
+//! | 1 | 93 tokens/s | 78 tokens/s | 1.20× | 349 tokens/s | 1,035 tokens/s |
+//! | 2 | 100 tokens/s | 85 tokens/s | 1.16× | 509 tokens/s | 1,061 tokens/s |
+//!
+//! Load takes ~1.2 s (weights converted to Q8_0 in memory, tokenizer built from the metadata):
+//! 271 MB of weights, ~0.3 GB resident. Decoding reads every weight once per token (the tied
+//! 262,144-row output projection alone is 178 MB), so it is bound by memory bandwidth: the `q8`
+//! kernel streams four rows at a time with a software prefetch. Prompt processing is a third of
+//! llama.cpp's, which multiplies the file's smaller quantised rows with AVX-512 VNNI and repacked
+//! weights; prompts here are short. The KV cache holds 18 layers × 2 × 256 floats per position
+//! (~37 KB) and grows by doubling.
 //!
 //! Generation runs on a rayon pool of [`LocalGemmaOptions::threads`] threads — 1 by default
 //! because with another busy process on the machine two compute threads collapse to a few tokens
-//! per second. Requests are served one at a time. candle's own element-wise kernels still use its
-//! process-wide pool for tensors over 64 K elements (long prompts only); set
-//! `CANDLE_NUM_THREADS` to bound it as well.
+//! per second. Requests are served one at a time. candle's own element-wise kernels use its
+//! process-wide pool unless `CANDLE_NUM_THREADS=1`, which the `fenliu` binary sets (see
+//! [`crate::default_compute_threads`]).
 
 mod model;
 mod q8;
