@@ -1,19 +1,21 @@
 //! `all-MiniLM-L6-v2` on candle.
 //!
 //! # Costs
-//! Sentences/s from `fenliu bench models` (release, medians of 5, the same 256 texts), interleaved
-//! with sentence-transformers (PyTorch CPU, `scripts/bench_reference.py`) on the 2-core machine:
+//! Sentences/s from `fenliu bench models` (release, medians of 5, the same 256 texts), in two
+//! rounds interleaved with sentence-transformers (PyTorch CPU, `scripts/bench_reference.py`) on
+//! the 2-core machine:
 //!
 //! | threads | batch | fenliu | sentence-transformers | ratio |
 //! |---|---|---|---|---|
-//! | 1 | 1 | 117 | 119–131 | 0.94× |
-//! | 1 | 32 | 238 | 227 | 1.05× |
-//! | 2 | 1 | 227 | 138 | 1.64× |
-//! | 2 | 32 | 437 | 360 | 1.21× |
+//! | 1 | 1 | 150 / 138 | 129 / 140 | 1.16× / 0.99× |
+//! | 1 | 32 | 239 / 233 | 222 / 234 | 1.08× / 1.00× |
+//! | 2 | 1 | 300 / 270 | 138 / 164 | 2.18× / 1.64× |
+//! | 2 | 32 | 469 / 470 | 378 / 404 | 1.24× / 1.16× |
 //!
-//! With two threads, batches run side by side rather than splitting one batch's products across
-//! threads. At batch 1 on one thread about half the time goes into the gemm crate packing each
-//! weight matrix for a product of a dozen rows; PyTorch is a little faster there.
+//! Two choices make these: linear weights are stored column-major, so the transposed weight
+//! each product needs is a contiguous matrix the gemm crate reads in place instead of re-packing
+//! it (half the time at batch 1 before); and with two threads, batches run side by side rather
+//! than splitting one small batch's products across threads.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -121,8 +123,21 @@ impl MiniLmEmbedder {
 
         let weights_path = dir.join("model.safetensors");
         let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(read(&weights_path)?, DType::F32, &device)
+        let mut tensors = candle_core::safetensors::load_buffer(&read(&weights_path)?, &device)
             .map_err(|e| invalid(&weights_path, e))?;
+        // Linear layers multiply by the transposed weight. Stored column-major, that transpose is
+        // a contiguous matrix the gemm crate reads in place; row-major, it re-packs the whole
+        // matrix on every product, which was half the time at batch 1.
+        for (name, tensor) in tensors.iter_mut() {
+            if tensor.rank() == 2 && name.ends_with(".weight") && !name.contains("embeddings") {
+                *tensor = tensor
+                    .t()
+                    .and_then(|t| t.contiguous())
+                    .and_then(|t| t.t())
+                    .map_err(|e| invalid(&weights_path, e))?;
+            }
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         let model = BertModel::load(vb, &config).map_err(|e| invalid(&weights_path, e))?;
 
         let dimensions = config.hidden_size;
