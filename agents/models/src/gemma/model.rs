@@ -456,8 +456,8 @@ mod tests {
     }
 
     /// One forward over a prompt and the same prompt a token at a time (through the cache's
-    /// growth from 64 positions) agree; plain
-    /// English is predictable (a wrong kernel, mask or rotary table makes the loss explode).
+    /// growth from 64 positions) agree, and plain English is predictable (a wrong kernel, mask or
+    /// rotary table makes the loss explode).
     #[test]
     fn incremental_decoding_matches_the_prompt_pass_and_english_is_predictable() {
         let (model, tokenizer) = real_model();

@@ -57,10 +57,11 @@ pub(crate) struct Q8Matrix {
 impl Q8Matrix {
     /// Takes GGUF Q8_0 bytes (per block: f16 scale, 32 quants) as they are.
     pub(crate) fn from_q8_0_bytes(rows: usize, cols: usize, bytes: &[u8]) -> Option<Self> {
-        if !cols.is_multiple_of(QK) || bytes.len() != rows * cols / QK * (2 + QK) {
+        // Shapes come from the file's metadata: a corrupt one must not overflow.
+        let blocks = rows.checked_mul(cols)? / QK;
+        if !cols.is_multiple_of(QK) || blocks.checked_mul(2 + QK)? != bytes.len() {
             return None;
         }
-        let blocks = rows * cols / QK;
         let mut scales = Vec::with_capacity(blocks + SCALE_PAD);
         let mut quants = Vec::with_capacity(rows * cols);
         for block in bytes.chunks_exact(2 + QK) {
@@ -263,12 +264,12 @@ impl Kernel {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{GROUP, QK, SCALE_PAD};
+    use std::arch::x86_64::*;
 
     /// How far ahead of each weight row the kernel asks for memory. Without a prefetch one
     /// thread streamed the weights at ~60% of the machine's bandwidth; measured with `fenliu bench
     /// models` (decode tokens/s, 1 thread): 2.5 KB 60, 5 KB 74, 10 KB 81, 20 KB 68.
     const PREFETCH_BYTES: usize = 10 * 1024;
-    use std::arch::x86_64::*;
 
     /// Dot product of 32 signed bytes, as eight i32 partial sums converted to f32. `maddubs`
     /// needs an unsigned operand: |w| against y carrying w's sign. Quants stay within ±127,
@@ -433,6 +434,7 @@ mod tests {
         assert_eq!(row[63], 9.0);
         assert!(Q8Matrix::from_q8_0_bytes(2, 64, &bytes[1..]).is_none());
         assert!(Q8Matrix::from_q8_0_bytes(2, 60, &bytes).is_none());
+        assert!(Q8Matrix::from_q8_0_bytes(usize::MAX / 2, 64, &bytes).is_none());
         assert_eq!(q.bytes(), 4 * 2 + SCALE_PAD * 2 + 128);
     }
 }
