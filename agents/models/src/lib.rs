@@ -26,7 +26,9 @@ pub use chain::{
     BreakerConfig, BreakerState, CircuitBreaker, Clock, FallbackChain, ManualClock, Permit,
     ProviderStatus, SystemClock,
 };
-pub use gemma::{GemmaRates, Generation, LocalGemma, LocalGemmaOptions, PromptFormat};
+pub use gemma::{
+    GemmaEmbedder, GemmaRates, Generation, LocalGemma, LocalGemmaOptions, PromptFormat,
+};
 pub use minilm::{MiniLmEmbedder, MiniLmOptions};
 
 /// The thread count candle gives its matrix products when `RAYON_NUM_THREADS` is unset (the

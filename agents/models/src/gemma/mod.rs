@@ -55,6 +55,7 @@
 //! process-wide pool unless `CANDLE_NUM_THREADS=1`, which the `fenliu` binary sets (see
 //! [`crate::default_compute_threads`]).
 
+mod embed;
 mod model;
 mod q8;
 mod sampling;
@@ -72,6 +73,8 @@ use fenliu_agent::{
     ModelError, ResponseFormat, StreamEvent, ToolChoice, Usage,
 };
 use futures::Stream;
+
+pub use embed::GemmaEmbedder;
 
 use crate::ModelLoadError;
 use model::{Gemma3, KvCache};
@@ -606,6 +609,32 @@ impl LocalGemma {
                 decode_time,
             })
         })
+    }
+
+    /// Width of the hidden states [`LocalGemma::hidden_means`] returns.
+    pub fn hidden_size(&self) -> usize {
+        self.inner.model.hidden_size()
+    }
+
+    /// Number of transformer layers.
+    pub fn layer_count(&self) -> usize {
+        self.inner.model.layer_count()
+    }
+
+    /// Mean-pooled hidden states of `text` (at most `max_tokens` tokens after BOS) after each
+    /// layer in `after` (`0` = embeddings, the layer count = the final normalised output).
+    pub fn hidden_means(
+        &self,
+        text: &str,
+        max_tokens: usize,
+        after: &[usize],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let inner = &*self.inner;
+        let mut ids = vec![inner.tokenizer.bos];
+        let mut body = self.tokenize(text)?;
+        body.truncate(max_tokens.min(inner.model.context() - 1));
+        ids.extend(body);
+        inner.pool.install(|| inner.model.pooled(&ids, after).map_err(inference))
     }
 
     /// Measures prompt and decode speed: a prompt of `prompt_tokens` tokens, then `decode_tokens`
