@@ -39,7 +39,7 @@ use tracing::{info, instrument, warn};
 pub use fenliu_agent::state::{
     ConversationState, ConversationStore, MemoryConversationStore, StateError,
 };
-pub use supervisor::{RouterConfig, Supervisor};
+pub use supervisor::{RouterConfig, RouterEmbedder, Supervisor};
 
 /// What can go wrong handling a turn.
 #[derive(Debug, thiserror::Error)]

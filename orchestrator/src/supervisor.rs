@@ -7,9 +7,10 @@
 //!    switch.
 //! 3. `lexical`: the trained linear model over word and character n-grams (microseconds), when
 //!    its calibrated confidence reaches `lexical_threshold`.
-//! 4. `semantic`: MiniLM embeddings through the trained head (or, without a trained artefact for
-//!    this embedder, a k-NN vote over the agents' phrases); decides at `semantic_threshold` or when
-//!    it agrees with stage 1.
+//! 4. `semantic`: a sentence embedding through the trained head (or, without a trained artefact
+//!    for this embedder, a k-NN vote over the agents' phrases); decides at `semantic_threshold` or
+//!    when its evidence combined with stage 1's is that sure. The embedding is the local Gemma's
+//!    mean hidden state by default ([`RouterEmbedder`]), which reads Chinese as well as English.
 //! 5. `llm`: only when stages 1–2 are unsure or disagree, a chat model answers a JSON-schema
 //!    constrained question with the agents' descriptions in the prompt.
 //!
@@ -49,9 +50,11 @@ pub struct RouterConfig {
     pub temperature: f32,
     /// Neighbours that vote in the k-NN fallback.
     pub k: usize,
-    /// Whether the embedding stage judges mostly-Chinese messages. Off for the shipped English-only
-    /// MiniLM (those messages are routed by the n-gram model and the LLM stage); turn it on with a
-    /// multilingual embedder.
+    /// The embedding the semantic stage reads (the knowledge base keeps MiniLM either way).
+    pub embedder: RouterEmbedder,
+    /// Whether the embedding stage judges mostly-Chinese messages even though its trained head
+    /// does not say its embedder is multilingual (the k-NN fallback, or a head trained on another
+    /// multilingual embedder). A head trained on Gemma says so itself.
     pub semantic_cjk: bool,
     /// The trained router artefact (`fenliu train`), loaded by the server at start; `None` routes
     /// with the k-NN fallback only.
@@ -68,9 +71,29 @@ impl Default for RouterConfig {
             switch_confidence: 0.75,
             temperature: 0.05,
             k: 7,
+            embedder: RouterEmbedder::default(),
             semantic_cjk: false,
             model: Some(std::path::PathBuf::from("data/router/default.json")),
         }
+    }
+}
+
+/// The sentence embedding of the supervisor's semantic stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterEmbedder {
+    /// Mean hidden states of the local Gemma 3 270M after an early layer: reads English and
+    /// Chinese; ~15 ms for a short message on one core, paid only when stage 1 is unsure.
+    #[default]
+    Gemma,
+    /// The knowledge base's MiniLM: English only, ~3 ms.
+    Minilm,
+}
+
+impl RouterEmbedder {
+    /// Whether the embedding reads Chinese.
+    pub fn multilingual(self) -> bool {
+        self == Self::Gemma
     }
 }
 
@@ -101,11 +124,12 @@ impl RouterConfig {
         Ok(())
     }
 
-    fn thresholds(&self) -> CascadeThresholds {
+    /// The cascade thresholds of this configuration, for training with the configured embedder.
+    pub fn thresholds(&self) -> CascadeThresholds {
         CascadeThresholds {
             lexical: self.lexical_threshold,
             semantic: self.semantic_threshold,
-            semantic_cjk: self.semantic_cjk,
+            semantic_cjk: self.semantic_cjk || self.embedder.multilingual(),
         }
     }
 }
@@ -342,13 +366,14 @@ impl Supervisor {
         }
         // Stage 2 only where the embedding can judge the message (see `embedding_covers`);
         // elsewhere an empty ranking leaves the decision to stage 1 and the LLM stage.
-        let (semantic, note) = if lexical.is_none()
-            || crate::training::embedding_covers(message, self.config.semantic_cjk)
-        {
-            self.semantic(message).await?
-        } else {
-            (Vec::new(), "the embedding stage does not read this language".to_owned())
-        };
+        let reads_cjk = self.config.semantic_cjk
+            || matches!(&self.semantic, Semantic::Head(h) if h.multilingual);
+        let (semantic, note) =
+            if lexical.is_none() || crate::training::embedding_covers(message, reads_cjk) {
+                self.semantic(message).await?
+            } else {
+                (Vec::new(), "the embedding stage does not read this language".to_owned())
+            };
         let decided = match &lexical {
             Some(lex) if semantic.is_empty() => cascade(lex, None, self.config.thresholds()),
             Some(lex) => cascade(lex, Some(&semantic), self.config.thresholds()),

@@ -133,11 +133,73 @@ pub fn load_examples(path: &Path) -> Result<(Vec<Example>, Vec<RowError>), Orche
     Ok((examples, errors))
 }
 
+/// Per-dimension standardisation of embeddings, fitted on a training set.
+///
+/// Hidden states of a language model have a few dimensions hundreds of times larger than the
+/// rest; without this they would drown the others in the head's training. The standardised
+/// vector is scaled by `1/√dims` so that its length is about 1, like the lexical stage's vectors,
+/// and the same learning rate suits both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Standardizer {
+    /// Mean of each dimension.
+    pub mean: Vec<f32>,
+    /// `1 / (standard deviation · √dims)` of each dimension (0 for a constant dimension).
+    pub scale: Vec<f32>,
+}
+
+impl Standardizer {
+    /// Fits the mean and spread of `vectors` (all of one length).
+    pub fn fit<'a>(vectors: impl Iterator<Item = &'a [f32]> + Clone) -> Self {
+        let dims = vectors.clone().next().map_or(0, <[f32]>::len);
+        let mut mean = vec![0f64; dims];
+        let mut n = 0f64;
+        for v in vectors.clone() {
+            mean.iter_mut().zip(v).for_each(|(m, x)| *m += f64::from(*x));
+            n += 1.0;
+        }
+        mean.iter_mut().for_each(|m| *m /= n.max(1.0));
+        let mut var = vec![0f64; dims];
+        for v in vectors {
+            var.iter_mut()
+                .zip(v)
+                .zip(&mean)
+                .for_each(|((s, x), m)| *s += (f64::from(*x) - m).powi(2));
+        }
+        let norm = (dims.max(1) as f64).sqrt();
+        let scale = var
+            .iter()
+            .map(|s| {
+                let std = (s / n.max(1.0)).sqrt();
+                if std > 1e-12 { (1.0 / (std * norm)) as f32 } else { 0.0 }
+            })
+            .collect();
+        Self { mean: mean.into_iter().map(|m| m as f32).collect(), scale }
+    }
+
+    /// The standardised sparse form of `embedding`; dimensions beyond the fitted ones are
+    /// dropped.
+    pub fn apply(&self, embedding: &[f32]) -> SparseVector {
+        embedding
+            .iter()
+            .zip(self.mean.iter().zip(&self.scale))
+            .enumerate()
+            .map(|(i, (x, (m, s)))| (u32::try_from(i).unwrap_or(u32::MAX), (x - m) * s))
+            .collect()
+    }
+}
+
 /// Stage 2's classifier: a softmax head over sentence embeddings of one embedding model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SemanticHead {
     /// The embedder it was trained on (`Embedder::model_id`); another embedder cannot use it.
     pub embedder: String,
+    /// Whether the embedder reads Chinese (and so may judge mostly-Chinese messages; see
+    /// [`embedding_covers`]).
+    #[serde(default)]
+    pub multilingual: bool,
+    /// Standardisation of the embeddings, fitted on the training set; `None`: used as they are.
+    #[serde(default)]
+    pub standardizer: Option<Standardizer>,
     /// The classifier.
     pub model: SoftmaxModel,
 }
@@ -154,7 +216,10 @@ impl SemanticHead {
 
     /// Calibrated route probabilities of an embedding, best first.
     pub fn predict(&self, embedding: &[f32]) -> Vec<(Route, f32)> {
-        self.model.predict(&Self::vector(embedding))
+        match &self.standardizer {
+            Some(s) => self.model.predict(&s.apply(embedding)),
+            None => self.model.predict(&Self::vector(embedding)),
+        }
     }
 }
 
@@ -366,7 +431,7 @@ fn fold_of(text: &str, folds: usize) -> usize {
 
 struct Fitted {
     lexical: LexicalModel,
-    semantic: Option<SoftmaxModel>,
+    semantic: Option<(Standardizer, SoftmaxModel)>,
 }
 
 /// Trains both stages on `train` (indices into `examples`), calibrating each stage's temperature
@@ -385,9 +450,10 @@ fn fit(
             .map(|&i| (LexicalModel::vector(&featurizer, &examples[i].text), label(i)))
             .collect()
     };
-    let sem_data = |idx: &[usize], emb: &[Vec<f32>]| -> Vec<(SparseVector, usize)> {
-        idx.iter().map(|&i| (SemanticHead::vector(&emb[i]), label(i))).collect()
-    };
+    let sem_data =
+        |idx: &[usize], emb: &[Vec<f32>], std: &Standardizer| -> Vec<(SparseVector, usize)> {
+            idx.iter().map(|&i| (std.apply(&emb[i]), label(i))).collect()
+        };
     let (calib, fit_part): (Vec<usize>, Vec<usize>) =
         train.iter().partition(|&&i| fold_of(&format!("calib{}", examples[i].text), 5) == 0);
 
@@ -401,14 +467,16 @@ fn fit(
     let semantic = embeddings.map(|emb| {
         let sem_opts = TrainOptions { epochs: 80, learning_rate: 0.5, ..opts.clone() };
         let dims = emb.first().map_or(0, Vec::len);
+        // Fitted on the training part only, as everything else the head learns.
+        let std = Standardizer::fit(train.iter().map(|&i| emb[i].as_slice()));
         let probe =
-            SoftmaxModel::train(routes.to_vec(), dims, &sem_data(&fit_part, emb), &sem_opts);
+            SoftmaxModel::train(routes.to_vec(), dims, &sem_data(&fit_part, emb, &std), &sem_opts);
         let held: Vec<(Vec<f32>, usize)> =
-            sem_data(&calib, emb).iter().map(|(x, y)| (probe.logits(x), *y)).collect();
+            sem_data(&calib, emb, &std).iter().map(|(x, y)| (probe.logits(x), *y)).collect();
         let mut model =
-            SoftmaxModel::train(routes.to_vec(), dims, &sem_data(train, emb), &sem_opts);
+            SoftmaxModel::train(routes.to_vec(), dims, &sem_data(train, emb, &std), &sem_opts);
         model.temperature = SoftmaxModel::fit_temperature(&held);
-        model
+        (std, model)
     });
     Fitted { lexical: LexicalModel { featurizer, model: lexical }, semantic }
 }
@@ -446,16 +514,16 @@ pub fn cross_validate(
             (0..examples.len()).partition(|&i| fold_of(&examples[i].text, folds) == k);
         let fitted = fit(examples, embeddings, &train, &routes, opts);
         temps.entry("lexical".into()).or_default().push(fitted.lexical.model.temperature);
-        if let Some(s) = &fitted.semantic {
+        if let Some((_, s)) = &fitted.semantic {
             temps.entry("semantic".into()).or_default().push(s.temperature);
         }
         for i in test {
             let lex = fitted.lexical.predict(&examples[i].text);
             let sem = match (&fitted.semantic, embeddings) {
-                (Some(m), Some(emb))
+                (Some((std, m)), Some(emb))
                     if embedding_covers(&examples[i].text, thresholds.semantic_cjk) =>
                 {
-                    Some(m.predict(&SemanticHead::vector(&emb[i])))
+                    Some(m.predict(&std.apply(&emb[i])))
                 }
                 _ => None,
             };
@@ -590,10 +658,12 @@ pub fn train_artifact(
         sources,
         routes: counts,
         lexical: fitted.lexical,
-        semantic: fitted
-            .semantic
-            .zip(embeddings)
-            .map(|(model, (id, _))| SemanticHead { embedder: id.to_owned(), model }),
+        semantic: fitted.semantic.zip(embeddings).map(|((std, model), (id, _))| SemanticHead {
+            embedder: id.to_owned(),
+            multilingual: thresholds.semantic_cjk,
+            standardizer: Some(std),
+            model,
+        }),
         report,
     })
 }
@@ -637,6 +707,42 @@ mod tests {
         std::fs::write(&headerless, b"a,b\n1,2\n").unwrap();
         assert!(load_examples(&headerless).is_err());
         assert!(load_examples(&dir.path().join("missing.csv")).is_err());
+    }
+
+    #[test]
+    fn standardizer_centres_scales_and_survives_odd_input() {
+        // Dimension 0 is a huge outlier, as in a language model's residual stream; 2 is constant.
+        let vectors = [vec![1000.0, 1.0, 5.0], vec![3000.0, 3.0, 5.0]];
+        let s = Standardizer::fit(vectors.iter().map(Vec::as_slice));
+        let a = s.apply(&vectors[0]);
+        let b = s.apply(&vectors[1]);
+        let norm = 1.0 / 3f32.sqrt();
+        for (i, want) in [(0, -norm), (1, -norm), (2, 0.0)] {
+            assert!((a[i].1 - want).abs() < 1e-5, "{a:?}");
+            assert!((b[i].1 + want).abs() < 1e-5, "{b:?}");
+        }
+        // A shorter or longer vector than the fitted ones is cut to what both have, never a panic.
+        assert_eq!(s.apply(&[1.0]).len(), 1);
+        assert_eq!(s.apply(&[1.0, 2.0, 3.0, 4.0]).len(), 3);
+        let empty = Standardizer::fit(std::iter::empty::<&[f32]>());
+        assert!(empty.apply(&[1.0, 2.0]).is_empty());
+        // A head without a standardizer (artefacts from before it existed) reads vectors raw.
+        let model = SoftmaxModel::train(
+            vec![Route::ORDER, Route::FAQ],
+            2,
+            &[(vec![(0, 1.0)], 0), (vec![(1, 1.0)], 1)],
+            &TrainOptions::default(),
+        );
+        let raw =
+            SemanticHead { embedder: "e".into(), multilingual: false, standardizer: None, model };
+        assert_eq!(raw.predict(&[1.0, 0.0])[0].0, Route::ORDER);
+        assert_eq!(raw.predict(&[0.0, 1.0])[0].0, Route::FAQ);
+        let old: SemanticHead = serde_json::from_value(serde_json::json!({
+            "embedder": "e",
+            "model": serde_json::to_value(&raw.model).unwrap(),
+        }))
+        .unwrap();
+        assert_eq!((old.multilingual, old.standardizer), (false, None));
     }
 
     #[test]

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use fenliu_orchestrator::training::{
-    CascadeThresholds, CvReport, Example, embed_examples, load_examples, phrase_examples,
-    train_artifact, write_misrouted,
+    CvReport, Example, embed_examples, load_examples, phrase_examples, train_artifact,
+    write_misrouted,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::runtime::{build_supervisor, load_embedder, registry};
+use crate::runtime::{build_supervisor, load_router_embedder, registry};
 
 /// Options of `fenliu train`.
 #[derive(Debug, Clone)]
@@ -52,7 +52,11 @@ pub async fn train(config: &Config, args: &TrainArgs) -> anyhow::Result<()> {
     eprintln!("agents' (with config/agents) and built-in phrases: {} examples", phrases.len());
     examples.extend(phrases);
 
-    let embedder = if args.no_embed { None } else { Some(load_embedder(config)?) };
+    let embedder = if args.no_embed {
+        None
+    } else {
+        Some(load_router_embedder(config, fenliu_models::default_compute_threads())?)
+    };
     let embeddings = match &embedder {
         Some(embedder) => {
             let bar = ProgressBar::new(examples.len() as u64).with_style(
@@ -61,7 +65,14 @@ pub async fn train(config: &Config, args: &TrainArgs) -> anyhow::Result<()> {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            let cache_path = config.models.dir.join(".cache").join("train-embeddings.bin");
+            // One cache file per embedder, so switching `router.embedder` keeps both.
+            let key: String = embedder
+                .model_id()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let cache_path =
+                config.models.dir.join(".cache").join(format!("train-embeddings-{key}.bin"));
             let mut cache = EmbeddingCache::load(&cache_path, embedder.model_id());
             let missing: Vec<Example> =
                 examples.iter().filter(|e| !cache.contains(&e.text)).cloned().collect();
@@ -89,11 +100,7 @@ pub async fn train(config: &Config, args: &TrainArgs) -> anyhow::Result<()> {
         None => None,
     };
     let folds = (args.folds > 1).then_some(args.folds);
-    let thresholds = CascadeThresholds {
-        lexical: config.router.lexical_threshold,
-        semantic: config.router.semantic_threshold,
-        semantic_cjk: config.router.semantic_cjk,
-    };
+    let thresholds = config.router.thresholds();
     let spinner = ProgressBar::new_spinner().with_message(match folds {
         Some(k) => format!("cross-validating ({k} folds) and training"),
         None => "training".to_owned(),
@@ -174,7 +181,7 @@ struct RouteLine<'a> {
 /// Routes messages (arguments, or stdin lines) offline and prints one result per message.
 pub async fn route(config: &Config, messages: Vec<String>, json: bool) -> anyhow::Result<()> {
     let registry = registry()?;
-    let supervisor = build_supervisor(config, &registry, load_embedder(config)?).await?;
+    let supervisor = build_supervisor(config, &registry, load_router_embedder(config, 1)?).await?;
     let supervisor = Arc::new(supervisor);
     let messages: Vec<String> = if messages.is_empty() {
         std::io::stdin().lock().lines().collect::<Result<_, _>>().context("reading stdin")?
@@ -309,7 +316,7 @@ struct StageLatency {
 /// messages per second. Run it with `RAYON_NUM_THREADS=1` for the one-core figure.
 pub async fn bench_route(config: &Config, args: &BenchRouteArgs) -> anyhow::Result<()> {
     let registry = registry()?;
-    let supervisor = build_supervisor(config, &registry, load_embedder(config)?).await?;
+    let supervisor = build_supervisor(config, &registry, load_router_embedder(config, 1)?).await?;
     let (examples, _) = load_examples(&args.data)?;
     // An even spread over the file, so every route and source is represented.
     let step = (examples.len() / args.messages.max(1)).max(1);

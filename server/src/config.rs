@@ -327,6 +327,11 @@ mod tests {
         assert!(err.contains("store.url"), "{err}");
         let err = with("[store]\nkind = \"oracle\"").unwrap_err().to_string();
         assert!(err.contains("oracle"), "{err}");
+        let err = with("[router]\nembedder = \"bert\"").unwrap_err().to_string();
+        assert!(err.contains("bert") && err.contains("minilm"), "{err}");
+        let c = with("[router]\nembedder = \"minilm\"").unwrap();
+        assert!(!c.router.thresholds().semantic_cjk, "MiniLM does not read Chinese");
+        assert!(Config::default().router.thresholds().semantic_cjk, "Gemma does");
     }
 
     #[test]

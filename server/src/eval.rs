@@ -23,7 +23,8 @@ use fenliu_tools_commerce::{DynPreferenceStore, ShopData};
 
 use crate::config::Config;
 use crate::runtime::{
-    agent_policies, agent_settings, agents, chat_models, load_embedder, registry,
+    agent_policies, agent_settings, agents, chat_models, load_embedder, load_router_embedder,
+    registry,
 };
 
 /// The demo shop's reference time: the ticket tools' clock in evals, so warranty windows and
@@ -216,7 +217,8 @@ pub async fn eval(config: &Config, args: &EvalArgs) -> anyhow::Result<Report> {
     let catalog = ProductCatalog::new(shop.products.clone(), embedder.clone())
         .await
         .context("embedding the product catalogue")?;
-    let mut system = System::new(agents(), embedder.clone(), artifact, shop, demo_now());
+    let router_embedder = load_router_embedder(config, 1)?;
+    let mut system = System::new(agents(), router_embedder, artifact, shop, demo_now());
     let shared = shared_tools(config, &embedder).await?;
     system.tools = eval_tools(Arc::new(catalog), shared, demo_now());
     system.tenant.clone_from(&config.shop.tenant);

@@ -9,9 +9,11 @@ use fenliu_agent::policy::ModelDrivenPolicy;
 use fenliu_agent::settings::SettingsSet;
 use fenliu_agent::{CustomerRef, CustomerTier, DynAgent, DynChatModel, Language};
 use fenliu_knowledge::DynEmbedder;
-use fenliu_models::{LocalGemma, LocalGemmaOptions, MiniLmEmbedder, MiniLmOptions, ModelRegistry};
+use fenliu_models::{
+    GemmaEmbedder, LocalGemma, LocalGemmaOptions, MiniLmEmbedder, MiniLmOptions, ModelRegistry,
+};
 use fenliu_orchestrator::training::RouterArtifact;
-use fenliu_orchestrator::{AgentRegistry, Orchestrator, Supervisor};
+use fenliu_orchestrator::{AgentRegistry, Orchestrator, RouterEmbedder, Supervisor};
 use fenliu_store_sql::SqlStore;
 use fenliu_tool::{DynTool, ToolSet};
 use fenliu_tools_commerce::marketing::{ProductCatalog, marketing_tools};
@@ -108,6 +110,28 @@ pub fn registry() -> anyhow::Result<AgentRegistry> {
 pub fn load_embedder(config: &Config) -> anyhow::Result<Arc<dyn DynEmbedder>> {
     let model_dir = config.models.dir.join(MiniLmEmbedder::DIR_NAME);
     Ok(Arc::new(MiniLmEmbedder::load(&model_dir, MiniLmOptions::default())?))
+}
+
+/// The supervisor's sentence embedding (`router.embedder`), with `threads` compute threads for
+/// the local Gemma (1 when serving, so that concurrent turns each get a core; more to train).
+///
+/// The Gemma embedder loads its own copy of the model (~0.3 GB, ~1 s) even when the local chat
+/// model is configured too: the two run on separate pools so routing never waits behind a
+/// generation.
+pub fn load_router_embedder(
+    config: &Config,
+    threads: usize,
+) -> anyhow::Result<Arc<dyn DynEmbedder>> {
+    match config.router.embedder {
+        RouterEmbedder::Minilm => load_embedder(config),
+        RouterEmbedder::Gemma => {
+            let path = config.models.dir.join(LocalGemma::FILE);
+            let options = LocalGemmaOptions { threads: threads.max(1), ..Default::default() };
+            let model = LocalGemma::load(&path, options)
+                .context("loading the router's embedding model (router.embedder = \"gemma\")")?;
+            Ok(Arc::new(GemmaEmbedder::new(model, GemmaEmbedder::DEFAULT_LAYER)?))
+        }
+    }
 }
 
 /// The per-agent settings files of `[agent_settings]`, validated against the registry's agents.
@@ -229,8 +253,9 @@ impl Runtime {
         let policies = agent_policies(config, &agents(), |id| models.for_role(id).is_some())?;
         let seen = crate::agent_settings::fingerprint(&config.agent_settings.dir);
         let initial = agent_settings(config, &registry)?;
+        let router_embedder = load_router_embedder(config, 1)?;
         let mut supervisor =
-            build_supervisor_with(config, &registry, embedder.clone(), &initial).await?;
+            build_supervisor_with(config, &registry, router_embedder, &initial).await?;
         let settings = crate::agent_settings::start(
             &config.agent_settings,
             registry.descriptors(),

@@ -1,5 +1,6 @@
-//! End-to-end evals: the real agents, MiniLM from `models/`, the trained router and the demo
-//! shop; the CI gate against the committed baseline; the HTML report in headless Chromium.
+//! End-to-end evals: the real agents, the router's Gemma embedding from `models/`, the trained
+//! router and the demo shop; the CI gate against the committed baseline; the HTML report in
+//! headless Chromium.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +15,7 @@ use fenliu_evals::loaders::{DatasetKind, load};
 use fenliu_evals::report::Report;
 use fenliu_evals::runner::{RunOptions, System, run};
 use fenliu_knowledge::DynEmbedder;
-use fenliu_models::{MiniLmEmbedder, MiniLmOptions};
+use fenliu_models::{GemmaEmbedder, LocalGemma, LocalGemmaOptions};
 use fenliu_orchestrator::training::RouterArtifact;
 use fenliu_tools_commerce::ShopData;
 
@@ -26,10 +27,15 @@ fn system() -> System {
     let models = std::env::var_os("FENLIU_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("models"));
-    let embedder: Arc<dyn DynEmbedder> = Arc::new(
-        MiniLmEmbedder::load(&models.join(MiniLmEmbedder::DIR_NAME), MiniLmOptions::default())
-            .expect("MiniLM (run scripts/setup.sh first)"),
-    );
+    // The supervisor's embedding, as the server configures it by default (`router.embedder`);
+    // loaded once for the whole binary.
+    static GEMMA: std::sync::OnceLock<GemmaEmbedder> = std::sync::OnceLock::new();
+    let gemma = GEMMA.get_or_init(|| {
+        let model = LocalGemma::load(&models.join(LocalGemma::FILE), LocalGemmaOptions::default())
+            .expect("Gemma (run scripts/setup.sh first)");
+        GemmaEmbedder::new(model, GemmaEmbedder::DEFAULT_LAYER).unwrap()
+    });
+    let embedder: Arc<dyn DynEmbedder> = Arc::new(gemma.clone());
     let agents: Vec<Arc<dyn DynAgent>> = vec![
         Arc::new(fenliu_agent_order::OrderAgent::new()),
         Arc::new(fenliu_agent_after_sales::AfterSalesAgent::new()),
