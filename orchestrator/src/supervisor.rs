@@ -50,7 +50,9 @@ pub struct RouterConfig {
     pub temperature: f32,
     /// Neighbours that vote in the k-NN fallback.
     pub k: usize,
-    /// The embedding the semantic stage reads (the knowledge base keeps MiniLM either way).
+    /// The embedding `fenliu train` fits the semantic head on. At run time the server loads the
+    /// embedding the artefact's head was trained on (MiniLM without a head). The knowledge base
+    /// keeps MiniLM either way.
     pub embedder: RouterEmbedder,
     /// Whether the embedding stage judges mostly-Chinese messages even though its trained head
     /// does not say its embedder is multilingual (the k-NN fallback, or a head trained on another

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::runtime::{build_supervisor, load_router_embedder, registry};
+use crate::runtime::{build_supervisor, load_router_embedder, load_training_embedder, registry};
 
 /// Options of `fenliu train`.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub async fn train(config: &Config, args: &TrainArgs) -> anyhow::Result<()> {
     let embedder = if args.no_embed {
         None
     } else {
-        Some(load_router_embedder(config, fenliu_models::default_compute_threads())?)
+        Some(load_training_embedder(config, fenliu_models::default_compute_threads())?)
     };
     let embeddings = match &embedder {
         Some(embedder) => {

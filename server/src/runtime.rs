@@ -112,26 +112,53 @@ pub fn load_embedder(config: &Config) -> anyhow::Result<Arc<dyn DynEmbedder>> {
     Ok(Arc::new(MiniLmEmbedder::load(&model_dir, MiniLmOptions::default())?))
 }
 
-/// The supervisor's sentence embedding (`router.embedder`), with `threads` compute threads for
-/// the local Gemma (1 when serving, so that concurrent turns each get a core; more to train).
-///
-/// The Gemma embedder loads its own copy of the model (~0.3 GB, ~1 s) even when the local chat
-/// model is configured too: the two run on separate pools so routing never waits behind a
-/// generation.
-pub fn load_router_embedder(
+/// The embedding `fenliu train` fits the semantic head on (`router.embedder`), with `threads`
+/// compute threads for the local Gemma.
+pub fn load_training_embedder(
     config: &Config,
     threads: usize,
 ) -> anyhow::Result<Arc<dyn DynEmbedder>> {
     match config.router.embedder {
         RouterEmbedder::Minilm => load_embedder(config),
-        RouterEmbedder::Gemma => {
-            let path = config.models.dir.join(LocalGemma::FILE);
-            let options = LocalGemmaOptions { threads: threads.max(1), ..Default::default() };
-            let model = LocalGemma::load(&path, options)
-                .context("loading the router's embedding model (router.embedder = \"gemma\")")?;
-            Ok(Arc::new(GemmaEmbedder::new(model, GemmaEmbedder::DEFAULT_LAYER)?))
-        }
+        RouterEmbedder::Gemma => load_gemma_embedder(config, GemmaEmbedder::DEFAULT_LAYER, threads),
     }
+}
+
+/// The supervisor's embedding at run time: the one the semantic head of `router.model` was
+/// trained on, so an artefact always meets its own embedder whatever `router.embedder` says
+/// now. Without a trained head, MiniLM: the k-NN fallback compares raw vectors, and nearest
+/// neighbours among the agents' phrases route 49% of the training messages right with MiniLM,
+/// 28% with raw Gemma states.
+///
+/// `threads` is the Gemma pool's size (1 when serving, so concurrent turns each keep a core).
+/// The Gemma embedder loads its own copy of the model (~0.3 GB, ~1 s) even when the local chat
+/// model is configured too: routing never waits behind a generation.
+pub fn load_router_embedder(
+    config: &Config,
+    threads: usize,
+) -> anyhow::Result<Arc<dyn DynEmbedder>> {
+    let trained_on = match &config.router.model {
+        Some(path) if !path.as_os_str().is_empty() => {
+            // An unreadable artefact is reported by `build_supervisor`, with its context.
+            RouterArtifact::load(path).ok().and_then(|a| a.semantic).map(|h| h.embedder)
+        }
+        _ => None,
+    };
+    match trained_on.as_deref().and_then(GemmaEmbedder::layer_of) {
+        Some(layer) => load_gemma_embedder(config, layer, threads),
+        None => load_embedder(config),
+    }
+}
+
+fn load_gemma_embedder(
+    config: &Config,
+    layer: usize,
+    threads: usize,
+) -> anyhow::Result<Arc<dyn DynEmbedder>> {
+    let path = config.models.dir.join(LocalGemma::FILE);
+    let options = LocalGemmaOptions { threads: threads.max(1), ..Default::default() };
+    let model = LocalGemma::load(&path, options).context("loading the router's embedding model")?;
+    Ok(Arc::new(GemmaEmbedder::new(model, layer)?))
 }
 
 /// The per-agent settings files of `[agent_settings]`, validated against the registry's agents.

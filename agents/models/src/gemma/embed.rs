@@ -44,8 +44,18 @@ impl GemmaEmbedder {
                 model.layer_count()
             )));
         }
-        let model_id = format!("{}/mean-layer-{layer}", LocalGemma::MODEL_ID);
-        Ok(Self { model, layer, max_tokens: Self::MAX_TOKENS, model_id })
+        Ok(Self { model, layer, max_tokens: Self::MAX_TOKENS, model_id: Self::model_id_of(layer) })
+    }
+
+    /// The model id of the embedder over `layer` (`local:gemma-3-270m/mean-layer-6`), which
+    /// trained heads record.
+    pub fn model_id_of(layer: usize) -> String {
+        format!("{}/mean-layer-{layer}", LocalGemma::MODEL_ID)
+    }
+
+    /// The layer of a [`GemmaEmbedder::model_id_of`] id; `None` for any other embedder's id.
+    pub fn layer_of(model_id: &str) -> Option<usize> {
+        model_id.strip_prefix(LocalGemma::MODEL_ID)?.strip_prefix("/mean-layer-")?.parse().ok()
     }
 
     /// The layer whose output is pooled.

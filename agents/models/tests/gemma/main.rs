@@ -359,6 +359,9 @@ async fn hidden_state_embeddings_are_deterministic_bounded_and_reject_bad_layers
     let v = embedder.embed(&[long, head]).await.unwrap();
     assert!(cosine(&v[0], &v[1]) > 0.999, "{}", cosine(&v[0], &v[1]));
 
+    assert_eq!(GemmaEmbedder::layer_of(embedder.model_id()), Some(6));
+    assert_eq!(GemmaEmbedder::layer_of("all-minilm-l6-v2"), None);
+    assert_eq!(GemmaEmbedder::layer_of("local:gemma-3-270m/mean-layer-x"), None);
     assert!(GemmaEmbedder::new(model().clone(), 0).is_err());
     assert!(GemmaEmbedder::new(model().clone(), 19).is_err());
     assert!(GemmaEmbedder::new(model().clone(), 18).is_ok());
