@@ -88,7 +88,7 @@ pub enum RouterEmbedder {
     /// Chinese; ~15 ms for a short message on one core, paid only when stage 1 is unsure.
     #[default]
     Gemma,
-    /// The knowledge base's MiniLM: English only, ~3 ms.
+    /// The knowledge base's MiniLM: English only, a few milliseconds.
     Minilm,
 }
 
