@@ -69,13 +69,9 @@ impl GemmaEmbedder {
         texts
             .iter()
             .map(|text| {
-                let mut pooled = self
-                    .model
-                    .hidden_means(text, self.max_tokens, &[self.layer])
-                    .map_err(|e| KnowledgeError::Embedding { reason: e.to_string() })?;
-                pooled.pop().ok_or_else(|| KnowledgeError::Embedding {
-                    reason: "the model returned no hidden state".into(),
-                })
+                self.model
+                    .hidden_mean(text, self.max_tokens, self.layer)
+                    .map_err(|e| KnowledgeError::Embedding { reason: e.to_string() })
             })
             .collect()
     }

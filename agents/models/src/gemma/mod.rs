@@ -611,7 +611,7 @@ impl LocalGemma {
         })
     }
 
-    /// Width of the hidden states [`LocalGemma::hidden_means`] returns.
+    /// Width of the hidden state [`LocalGemma::hidden_mean`] returns.
     pub fn hidden_size(&self) -> usize {
         self.inner.model.hidden_size()
     }
@@ -621,20 +621,20 @@ impl LocalGemma {
         self.inner.model.layer_count()
     }
 
-    /// Mean-pooled hidden states of `text` (at most `max_tokens` tokens after BOS) after each
-    /// layer in `after` (`0` = embeddings, the layer count = the final normalised output).
-    pub fn hidden_means(
+    /// Mean-pooled hidden state of `text` (at most `max_tokens` tokens after BOS) after `layer`
+    /// layers (`0` = embeddings, the layer count = the final normalised output).
+    pub fn hidden_mean(
         &self,
         text: &str,
         max_tokens: usize,
-        after: &[usize],
-    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        layer: usize,
+    ) -> Result<Vec<f32>, ModelError> {
         let inner = &*self.inner;
         let mut ids = vec![inner.tokenizer.bos];
         let mut body = self.tokenize(text)?;
         body.truncate(max_tokens.min(inner.model.context() - 1));
         ids.extend(body);
-        inner.pool.install(|| inner.model.pooled(&ids, after).map_err(inference))
+        inner.pool.install(|| inner.model.pooled(&ids, layer).map_err(inference))
     }
 
     /// Measures prompt and decode speed: a prompt of `prompt_tokens` tokens, then `decode_tokens`

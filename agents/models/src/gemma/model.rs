@@ -352,51 +352,30 @@ impl Gemma3 {
     /// Runs `tokens` (continuing after the cached positions) and returns the logits of the last
     /// one. Must be called on the rayon pool that should do the work.
     pub(crate) fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
-        let x = self.hidden(tokens, cache, usize::MAX, &mut |_, _| Ok(()))?;
+        let x = self.hidden(tokens, cache, usize::MAX)?;
         let seq = tokens.len();
         let last = x.i((seq - 1..seq, ..))?;
         let last = candle_nn::ops::rms_norm(&last, &self.final_norm, self.config.eps)?;
         self.embed.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()
     }
 
-    /// Mean over positions (after the first, BOS) of the residual stream after each layer in `after` (`0` = the scaled
-    /// token embeddings, the layer count = the final normalised output), one vector per entry.
-    pub(crate) fn pooled(&self, tokens: &[u32], after: &[usize]) -> Result<Vec<Vec<f32>>> {
-        let mut out: Vec<Option<Vec<f32>>> = vec![None; after.len()];
-        let mut keep = |layer: usize, x: &Tensor| -> Result<()> {
-            for (slot, want) in out.iter_mut().zip(after) {
-                if *want == layer {
-                    // Position 0 is BOS, whose state is the same for every text.
-                    let rows = x.dim(0)?;
-                    let x = if rows > 1 { x.narrow(0, 1, rows - 1)? } else { x.clone() };
-                    *slot = Some(x.mean(0)?.to_dtype(DType::F32)?.to_vec1()?);
-                }
-            }
-            Ok(())
-        };
-        let mut cache = KvCache::default();
-        let depth = after.iter().copied().max().unwrap_or(0);
-        let x = self.hidden(tokens, &mut cache, depth, &mut keep)?;
-        if depth >= self.layers.len() {
-            let x = candle_nn::ops::rms_norm(&x, &self.final_norm, self.config.eps)?;
-            keep(self.layers.len(), &x)?;
+    /// Mean over positions (after the first, BOS, whose state is the same for every text) of the
+    /// residual stream after `layer` layers (`0` = the scaled token embeddings, the layer count =
+    /// the final normalised output).
+    pub(crate) fn pooled(&self, tokens: &[u32], layer: usize) -> Result<Vec<f32>> {
+        let mut x = self.hidden(tokens, &mut KvCache::default(), layer)?;
+        if layer >= self.layers.len() {
+            x = candle_nn::ops::rms_norm(&x, &self.final_norm, self.config.eps)?;
         }
-        out.into_iter()
-            .zip(after)
-            .map(|(v, l)| v.ok_or_else(|| candle_core::Error::Msg(format!("no layer {l}"))))
-            .collect()
+        let rows = x.dim(0)?;
+        let x = if rows > 1 { x.narrow(0, 1, rows - 1)? } else { x };
+        x.mean(0)?.to_dtype(DType::F32)?.to_vec1()
     }
 
     /// The residual stream `(seq, hidden)` after the first `depth` layers (all of them when
-    /// `depth` exceeds the count), before the final norm; `tap` sees it after the embedding (0)
-    /// and after every layer (1-based). Stopping early leaves the cache unusable for decoding.
-    fn hidden(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        depth: usize,
-        tap: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
-    ) -> Result<Tensor> {
+    /// `depth` exceeds the count), before the final norm. Stopping early leaves the cache unusable
+    /// for decoding.
+    fn hidden(&self, tokens: &[u32], cache: &mut KvCache, depth: usize) -> Result<Tensor> {
         let c = self.config;
         let seq = tokens.len();
         let start = cache.len;
@@ -417,10 +396,7 @@ impl Gemma3 {
             (self.rope_local.0.narrow(0, start, seq)?, self.rope_local.1.narrow(0, start, seq)?);
 
         let mut x = (self.embed.rows_f32(tokens)? * (c.hidden as f64).sqrt())?;
-        tap(0, &x)?;
-        for (index, (layer, slot)) in
-            self.layers.iter().zip(cache.layers.iter_mut()).enumerate().take(depth)
-        {
+        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()).take(depth) {
             let (cos, sin, mask) = if layer.sliding {
                 (&cos_l, &sin_l, local_mask.as_ref())
             } else {
@@ -468,7 +444,6 @@ impl Gemma3 {
             let out = layer.down.forward(&gated)?;
             let out = candle_nn::ops::rms_norm(&out, &layer.post_ffn_norm, c.eps)?;
             x = (x + out)?;
-            tap(index + 1, &x)?;
         }
         cache.len = start + seq;
         Ok(x)
